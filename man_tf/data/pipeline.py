@@ -136,22 +136,23 @@ def stacked_stream(corpora, batch_size, seed, labeled, buckets=DEFAULT_BUCKETS):
 
 
 def training_stream(labeled, unlabeled, batch_size, seed, discriminator_steps=1,
-                    buckets=DEFAULT_BUCKETS):
+                    adversarial=True, buckets=DEFAULT_BUCKETS):
     """The data of one training iteration per element.
 
     ``{"labeled": stacked source batches,
        "discriminator": tuple of k stacked unlabeled batches (k D updates),
        "unlabeled": stacked unlabeled batches for the adversarial term}``.
     Each stream has its own seed, so the k D batches and the adversarial batch
-    are different samples, as in the authors' separate iterators.
+    are different samples, as in the authors' separate iterators. Without an
+    adversary (λ = 0) the ``unlabeled`` stream is left out.
     """
-    labeled_stream = stacked_stream(labeled, batch_size, seed, True, buckets)
-    d_streams = tuple(stacked_stream(unlabeled, batch_size, seed + 101 * (i + 1), False, buckets)
-                      for i in range(discriminator_steps))
-    adv_stream = stacked_stream(unlabeled, batch_size, seed + 50021, False, buckets)
-    dataset = tf.data.Dataset.zip((labeled_stream, d_streams, adv_stream))
-    dataset = dataset.map(lambda l, d, u: {"labeled": l, "discriminator": d, "unlabeled": u})
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    streams = {"labeled": stacked_stream(labeled, batch_size, seed, True, buckets),
+               "discriminator": tuple(
+                   stacked_stream(unlabeled, batch_size, seed + 101 * (i + 1), False, buckets)
+                   for i in range(discriminator_steps))}
+    if adversarial:
+        streams["unlabeled"] = stacked_stream(unlabeled, batch_size, seed + 50021, False, buckets)
+    return tf.data.Dataset.zip(streams).prefetch(tf.data.AUTOTUNE)
 
 
 def evaluation_batches(corpus, batch_size=64, labeled=True):

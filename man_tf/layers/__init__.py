@@ -1,0 +1,11 @@
+"""Small Keras layers MAN-MoE is built from; each file holds one idea."""
+
+from man_tf.layers.bilstm import BiLSTMEncoder
+from man_tf.layers.char_cnn import CharCNN
+from man_tf.layers.conv_pooling import MaskedConvPooling
+from man_tf.layers.discriminator import LanguageDiscriminator
+from man_tf.layers.gradient_reversal import GradientReversal, reverse_gradient
+from man_tf.layers.mixture_of_experts import MixtureOfExperts
+
+__all__ = ["BiLSTMEncoder", "CharCNN", "GradientReversal", "LanguageDiscriminator",
+           "MaskedConvPooling", "MixtureOfExperts", "reverse_gradient"]

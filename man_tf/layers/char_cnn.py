@@ -1,0 +1,72 @@
+"""Character CNN shared by all languages: a word's spelling -> a vector.
+
+Runs only on real tokens (padding positions are gathered out) and only once
+per distinct spelling in the batch: a training iteration stacks ~180
+sentences whose frequent words repeat many times, and the CNN output depends
+on the characters alone.
+"""
+
+import keras
+import tensorflow as tf
+
+from man_tf.layers.conv_pooling import MaskedConvPooling
+
+
+class CharCNN(keras.layers.Layer):
+    """chars ``[batch, time, chars]`` (0 = padding) + token mask ``[batch, time]``
+    -> ``[batch, time, output_dim]`` (zeros at padded tokens).
+
+    embedding ``[num_chars, embedding_dim]`` -> convolutions of widths
+    ``kernel_sizes`` x ``filters`` -> max over characters -> dropout -> dense
+    ``output_dim`` + relu (the authors' ``CNNSequencePooling``).
+    """
+
+    def __init__(self, num_chars, embedding_dim=128, filters=200, kernel_sizes=(3, 4, 5),
+                 output_dim=128, dropout=0.5, embedding_trainable=False, unique_words=True,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.num_chars = int(num_chars)
+        self.embedding_dim = int(embedding_dim)
+        self.filters = int(filters)
+        self.kernel_sizes = tuple(kernel_sizes)
+        self.output_dim = int(output_dim)
+        self.dropout_rate = float(dropout)
+        self.embedding_trainable = bool(embedding_trainable)
+        self.unique_words = bool(unique_words)
+        self.embedding = keras.layers.Embedding(
+            self.num_chars, self.embedding_dim, trainable=self.embedding_trainable,
+            embeddings_initializer=keras.initializers.RandomNormal(stddev=1.0),
+            name="char_embedding")
+        self.pooling = MaskedConvPooling(self.filters, self.kernel_sizes, name="char_convolutions")
+        self.dropout = keras.layers.Dropout(self.dropout_rate)
+        self.projection = keras.layers.Dense(self.output_dim, activation="relu", name="projection")
+
+    def build(self, input_shape):
+        self.embedding.build((None, None))
+        self.pooling.build((None, None, self.embedding_dim))
+        self.projection.build((None, self.filters * len(self.kernel_sizes)))
+        super().build(input_shape)
+
+    def call(self, chars, token_mask, training=False):
+        positions = tf.where(token_mask)  # [tokens, 2]
+        words = tf.gather_nd(chars, positions)  # [tokens, chars]
+        if self.unique_words:
+            # UniqueV2 finds distinct rows; XLA cannot compile it (unique_words=False there).
+            words, inverse = tf.raw_ops.UniqueV2(x=words, axis=tf.constant([0], tf.int64))
+        lengths = tf.reduce_sum(tf.cast(words > 0, tf.int32), axis=1)
+        h = self.pooling(self.embedding(words), lengths)
+        h = self.projection(self.dropout(h, training=training))
+        if self.unique_words:
+            h = tf.gather(h, inverse)
+        shape = tf.concat([tf.shape(chars, out_type=tf.int64)[:2], [self.output_dim]], axis=0)
+        return tf.scatter_nd(positions, h, shape)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:2], self.output_dim)
+
+    def get_config(self):
+        return {**super().get_config(), "num_chars": self.num_chars,
+                "embedding_dim": self.embedding_dim, "filters": self.filters,
+                "kernel_sizes": list(self.kernel_sizes), "output_dim": self.output_dim,
+                "dropout": self.dropout_rate, "embedding_trainable": self.embedding_trainable,
+                "unique_words": self.unique_words}

@@ -1,0 +1,96 @@
+"""Mixture of experts: one MLP expert per source language, mixed by a softmax gate.
+
+The gate (a linear layer + softmax over experts) reads a stop-gradient copy of
+the input, as in the authors' code (``detach_gate_input``): the gate loss
+trains the gate to recognise which source an input resembles without pulling
+the features themselves towards language identity. The experts run as batched matmuls over stacked weights, not a Python loop.
+
+Two output modes:
+
+* ``"features"``: experts end in ``output_activation`` (tanh for F_p) and are
+  mixed linearly: ``sum_e g_e f_e(x)``.
+* ``"log_probs"``: experts end in a softmax over classes and the *probability
+  distributions* are mixed, ``p = sum_e g_e softmax(f_e(x))``; the layer returns
+  ``log p`` computed stably with logsumexp (C, the tagger/classifier).
+"""
+
+import keras
+import tensorflow as tf
+
+
+class MixtureOfExperts(keras.layers.Layer):
+    """``[..., input_dim]`` -> (``[..., output_dim]``, gate logits ``[..., num_experts]``).
+
+    Each expert: for every size in ``hidden_units``: dropout -> dense -> relu;
+    then (dropout if ``final_dropout``) -> dense ``output_dim`` -> output.
+    Works per token (``[batch, time, dim]``) and per sentence (``[batch, dim]``).
+    """
+
+    def __init__(self, num_experts, output_dim, hidden_units=(), output="features",
+                 output_activation="tanh", dropout=0.5, final_dropout=True, **kwargs):
+        super().__init__(**kwargs)
+        if output not in ("features", "log_probs"):
+            raise ValueError(f"output must be 'features' or 'log_probs', got {output!r}")
+        self.num_experts = int(num_experts)
+        self.output_dim = int(output_dim)
+        self.hidden_units = tuple(int(h) for h in hidden_units)
+        self.output_mode = output
+        self.output_activation = output_activation
+        self.dropout_rate = float(dropout)
+        self.final_dropout = bool(final_dropout)
+        self.dropout = keras.layers.Dropout(self.dropout_rate)
+        self.gate = keras.layers.Dense(self.num_experts, name="expert_gate")
+
+    def build(self, input_shape):
+        input_dim = int(input_shape[-1])
+        self.gate.build((None, input_dim))
+        self.kernels, self.biases = [], []
+        sizes = [input_dim, *self.hidden_units, self.output_dim]
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            self.kernels.append(self.add_weight(
+                name=f"kernel{i}", shape=(self.num_experts, fan_in, fan_out),
+                initializer=keras.initializers.GlorotUniform()))
+            self.biases.append(self.add_weight(
+                name=f"bias{i}", shape=(self.num_experts, fan_out), initializer="zeros"))
+        super().build(input_shape)
+
+    def call(self, x, training=False):
+        gate_logits = self.gate(tf.stop_gradient(x))
+        gate = tf.nn.softmax(gate_logits, axis=-1)  # [..., experts]
+        leading = tf.shape(x)[:-1]
+        h = tf.reshape(x, [-1, x.shape[-1]])  # [units, input_dim]
+        layers = len(self.kernels)
+        # Layer 0 reads the input all experts share: one matmul against the
+        # experts' kernels side by side. Later layers are a batched matmul over
+        # experts on [experts, units, dim]. (A broadcasting einsum here has a
+        # gradient that materialises [units, experts, in, out].)
+        if layers > 1 or self.final_dropout:
+            h = self.dropout(h, training=training)
+        kernel0 = self.kernels[0]
+        fan_out = kernel0.shape[-1]
+        wide = tf.reshape(tf.transpose(kernel0, [1, 0, 2]), [kernel0.shape[1], -1])
+        h = tf.matmul(h, wide)  # [units, experts * out]
+        h = tf.transpose(tf.reshape(h, [-1, self.num_experts, fan_out]), [1, 0, 2])
+        h = h + self.biases[0][:, None, :]  # [experts, units, out]
+        for i in range(1, layers):
+            h = tf.nn.relu(h)
+            if i < layers - 1 or self.final_dropout:
+                h = self.dropout(h, training=training)
+            h = tf.matmul(h, self.kernels[i]) + self.biases[i][:, None, :]
+        h = tf.transpose(h, [1, 0, 2])  # [units, experts, out]
+        h = tf.reshape(h, tf.concat([leading, [self.num_experts, self.output_dim]], 0))
+        if self.output_mode == "features":
+            h = keras.activations.get(self.output_activation)(h)
+            return tf.reduce_sum(gate[..., None] * h, axis=-2), gate_logits
+        log_probs = tf.nn.log_softmax(h, axis=-1)  # [..., experts, classes]
+        log_gate = tf.nn.log_softmax(gate_logits, axis=-1)
+        return tf.reduce_logsumexp(log_gate[..., None] + log_probs, axis=-2), gate_logits
+
+    def compute_output_shape(self, input_shape):
+        return ((*input_shape[:-1], self.output_dim), (*input_shape[:-1], self.num_experts))
+
+    def get_config(self):
+        return {**super().get_config(), "num_experts": self.num_experts,
+                "output_dim": self.output_dim, "hidden_units": list(self.hidden_units),
+                "output": self.output_mode, "output_activation": self.output_activation,
+                "dropout": self.dropout_rate, "final_dropout": self.final_dropout}

@@ -1,0 +1,114 @@
+"""The parts of MAN-MoE that tagger and classifier share.
+
+``ManMoeEncoder`` holds the input embeddings (per-language word rows + the
+shared character CNN), the shared extractor F_s, the private extractor's
+BiLSTM, and the language discriminator D behind a gradient reversal layer.
+Task models subclass it and add their mixtures of experts (per token for
+tagging, per sentence for classification).
+"""
+
+import keras
+import tensorflow as tf
+
+from man_tf.layers import BiLSTMEncoder, CharCNN, GradientReversal, LanguageDiscriminator
+
+
+class ManMoeEncoder(keras.Model):
+    """Inputs: ``{"words": [batch, time], "chars": [batch, time, chars], "lengths": [batch]}``."""
+
+    def __init__(self, num_words, num_chars, num_languages, word_dim=300,
+                 word_embeddings_trainable=True, use_char_cnn=True, char_embedding_dim=128,
+                 char_filters=200, char_kernel_sizes=(3, 4, 5), char_output_dim=128,
+                 char_embedding_trainable=False, unique_char_words=True,
+                 shared_hidden=200, private_hidden=200, lstm_layers=2, use_private=True,
+                 dropout=0.5, word_dropout=0.5, discriminator="cnn",
+                 discriminator_filters=200, discriminator_kernel_sizes=(3, 4, 5),
+                 discriminator_hidden=200, discriminator_layers=1, discriminator_dropout=0.5,
+                 lambd=0.002, **kwargs):
+        super().__init__(**kwargs)
+        self._encoder_config = dict(
+            num_words=num_words, num_chars=num_chars, num_languages=num_languages,
+            word_dim=word_dim, word_embeddings_trainable=word_embeddings_trainable,
+            use_char_cnn=use_char_cnn, char_embedding_dim=char_embedding_dim,
+            char_filters=char_filters, char_kernel_sizes=list(char_kernel_sizes),
+            char_output_dim=char_output_dim, char_embedding_trainable=char_embedding_trainable,
+            unique_char_words=unique_char_words, shared_hidden=shared_hidden,
+            private_hidden=private_hidden, lstm_layers=lstm_layers, use_private=use_private,
+            dropout=dropout, word_dropout=word_dropout, discriminator=discriminator,
+            discriminator_filters=discriminator_filters,
+            discriminator_kernel_sizes=list(discriminator_kernel_sizes),
+            discriminator_hidden=discriminator_hidden, discriminator_layers=discriminator_layers,
+            discriminator_dropout=discriminator_dropout, lambd=lambd)
+        self.use_char_cnn = use_char_cnn
+        self.use_private = use_private
+        self.word_embedding = keras.layers.Embedding(
+            num_words, word_dim, trainable=word_embeddings_trainable,
+            embeddings_initializer=keras.initializers.RandomUniform(-0.1, 0.1),
+            name="word_embedding")
+        self.input_dim = word_dim
+        if use_char_cnn:
+            self.char_cnn = CharCNN(num_chars, char_embedding_dim, char_filters,
+                                    char_kernel_sizes, char_output_dim, dropout,
+                                    char_embedding_trainable, unique_char_words, name="char_cnn")
+            self.input_dim += char_output_dim
+        self.shared_encoder = BiLSTMEncoder(shared_hidden, lstm_layers, dropout, word_dropout,
+                                            name="shared_encoder")
+        if use_private:
+            self.private_encoder = BiLSTMEncoder(private_hidden, lstm_layers, dropout,
+                                                 word_dropout, name="private_encoder")
+        self.gradient_reversal = GradientReversal(lambd, name="gradient_reversal")
+        self.language_discriminator = LanguageDiscriminator(
+            num_languages, discriminator, discriminator_filters, discriminator_kernel_sizes,
+            discriminator_hidden, discriminator_layers, discriminator_dropout,
+            name="language_discriminator")
+
+    def build(self, input_shape=None):
+        # Sub-layers build on their first call; build_all() makes that call.
+        self.built = True
+
+    @property
+    def feature_dim(self):
+        """Size of ``[F_s; F_p]``, the input of the predictor C."""
+        config = self._encoder_config
+        return config["shared_hidden"] + (config["private_hidden"] if self.use_private else 0)
+
+    def embed(self, inputs, training=False):
+        """-> (embeddings ``[batch, time, input_dim]``, mask ``[batch, time]`` bool)."""
+        words = inputs["words"]
+        mask = tf.sequence_mask(inputs["lengths"], tf.shape(words)[1])
+        x = self.word_embedding(words)
+        if self.use_char_cnn:
+            x = tf.concat([x, self.char_cnn(inputs["chars"], mask, training=training)], axis=-1)
+        return x, mask
+
+    def shared_features(self, inputs, training=False):
+        """F_s: -> (``[batch, time, shared_hidden]``, mask)."""
+        x, mask = self.embed(inputs, training)
+        return self.shared_encoder(x, mask, training=training), mask
+
+    def discriminate(self, features, lengths, training=False, reverse=False):
+        """D on F_s features; ``reverse`` puts the gradient reversal (λ) in front."""
+        if reverse:
+            features = self.gradient_reversal(features)
+        return self.language_discriminator(features, lengths, training=training)
+
+    def discriminator_variables(self):
+        return self.language_discriminator.trainable_variables
+
+    def main_variables(self):
+        """Every trainable variable except D's: what the main optimizer updates."""
+        d_ids = {id(v) for v in self.discriminator_variables()}
+        return [v for v in self.trainable_variables if id(v) not in d_ids]
+
+    def build_all(self):
+        """Creates every variable (inside a strategy scope, before any step),
+        by calling each part on a tiny dummy batch."""
+        dummy = {"words": tf.zeros([1, 5], tf.int32), "chars": tf.ones([1, 5, 5], tf.int32),
+                 "lengths": tf.constant([5], tf.int32)}
+        outputs = self(dummy, training=False)
+        features, _ = self.shared_features(dummy)
+        self.discriminate(features, dummy["lengths"])
+        return outputs
+
+    def get_config(self):
+        return dict(self._encoder_config)

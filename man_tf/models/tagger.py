@@ -1,0 +1,83 @@
+"""MAN-MoE sequence tagger (Chen et al. 2019, section 3, tagging variant).
+
+    embeddings -> F_s (BiLSTM)                                  -> shared  [B,T,Hs]
+    embeddings -> F_p = BiLSTM + MoE over source experts (tanh) -> private [B,T,Hp]
+    C = MoE over source experts on [shared; private], per token -> log p(tag)
+    D = language discriminator on shared, behind gradient reversal
+
+Both MoEs have a gate whose targets in training are the source language of
+the sentence (the gate losses). On a target-language sentence the gates
+decide how much of each source expert to use. No CRF: tags are predicted per
+token, as in the authors' code.
+"""
+
+import keras
+import tensorflow as tf
+
+from man_tf.layers import MixtureOfExperts
+from man_tf.models.encoder import ManMoeEncoder
+
+
+class ManMoeTagger(ManMoeEncoder):
+    """``call`` returns a dict:
+
+    * ``log_probs`` ``[batch, time, num_tags]``: log of the gate-weighted
+      mixture of the experts' tag distributions.
+    * ``gate_logits`` ``[batch, time, num_experts]``: C's gate.
+    * ``private_gate_logits`` ``[batch, time, num_sources]``: F_p's gate
+      (absent without F_p).
+    * ``mask`` ``[batch, time]``.
+
+    ``use_tag_moe=False`` makes C a single MLP (one "expert", gate constant);
+    with ``use_private=False`` and λ = 0 this is the concatenated-sources
+    BiLSTM baseline.
+    """
+
+    label_key = "tags"  # the batch field the trainer's task loss reads
+
+    def __init__(self, num_tags, num_sources, expert_hidden=200, tagger_hidden=None,
+                 private_moe_layers=2, tagger_layers=1, mlp_dropout=0.5, use_tag_moe=True,
+                 **encoder_kwargs):
+        super().__init__(**encoder_kwargs)
+        self.num_tags = int(num_tags)
+        self.num_sources = int(num_sources)
+        self.use_tag_moe = bool(use_tag_moe)
+        tagger_hidden = tagger_hidden or self.feature_dim
+        self._tagger_config = dict(num_tags=self.num_tags, num_sources=self.num_sources,
+                                   expert_hidden=expert_hidden, tagger_hidden=tagger_hidden,
+                                   private_moe_layers=private_moe_layers,
+                                   tagger_layers=tagger_layers, mlp_dropout=mlp_dropout,
+                                   use_tag_moe=self.use_tag_moe)
+        dropout = self._encoder_config["dropout"]
+        if self.use_private:
+            self.private_experts = MixtureOfExperts(
+                self.num_sources, self._encoder_config["private_hidden"],
+                hidden_units=(expert_hidden,) * (private_moe_layers - 1), output="features",
+                output_activation="tanh", dropout=dropout, final_dropout=True,
+                name="private_experts")
+        self.tag_experts = MixtureOfExperts(
+            self.num_sources if self.use_tag_moe else 1, self.num_tags,
+            hidden_units=(tagger_hidden,) * tagger_layers, output="log_probs",
+            dropout=mlp_dropout, final_dropout=False, name="tag_experts")
+
+    def call(self, inputs, training=False):
+        x, mask = self.embed(inputs, training)
+        features = [self.shared_encoder(x, mask, training=training)]
+        outputs = {"mask": mask}
+        if self.use_private:
+            private = self.private_encoder(x, mask, training=training)
+            private, outputs["private_gate_logits"] = self.private_experts(private, training=training)
+            features.append(private)
+        features = tf.concat(features, axis=-1) if len(features) > 1 else features[0]
+        outputs["log_probs"], outputs["gate_logits"] = self.tag_experts(features, training=training)
+        return outputs
+
+    def get_config(self):
+        return {**super().get_config(), **self._tagger_config}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+keras.saving.register_keras_serializable("man_tf")(ManMoeTagger)

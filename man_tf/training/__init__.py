@@ -1,0 +1,1 @@
+"""The adversarial MAN-MoE training step, losses, checkpoints and strategies."""

@@ -1,0 +1,175 @@
+"""The alternating MAN-MoE training step (Chen et al. 2019, Algorithm 1).
+
+One iteration:
+
+1. ``k`` discriminator updates: for each, F_s encodes one unlabeled batch per
+   language (all languages, targets included, stacked), and D's optimizer
+   minimises D's language-identification loss. Only D's variables change.
+2. One main update of everything but D (embeddings unless frozen, char-CNN,
+   F_s, F_p, C): task loss on one labeled batch per source language
+   + ``gate_loss_weight`` x F_p's gate cross-entropy
+   + ``tag_gate_loss_weight`` x C's gate cross-entropy
+   + D's loss on one unlabeled batch per language seen through the gradient
+   reversal layer, so F_s receives ``-λ ∂L_D/∂F_s``.
+
+Target-language labels never enter: labeled batches come from sources only.
+The whole iteration is one ``tf.function`` run by ``strategy.run``; losses use
+:func:`per_language_mean`, so 2 replicas give the same update as 1.
+"""
+
+import keras
+import tensorflow as tf
+
+from man_tf.training import losses
+
+
+class AdversarialTrainer:
+    """Owns the two optimizers and the compiled iteration for a MAN-MoE model.
+
+    Args:
+      model: a built ``ManMoeEncoder`` subclass whose ``call`` returns
+        ``log_probs``, ``gate_logits``, optionally ``private_gate_logits``,
+        and ``mask``, and whose ``label_key`` names the batch's label field.
+      strategy: a ``tf.distribute.Strategy`` (the model was built in its scope).
+      num_languages: all languages (sources first, in source order).
+      lambd: λ, adversarial weight (0 disables the adversarial term; D is
+        still trained when ``discriminator_steps > 0``, to monitor F_s).
+      discriminator_steps: k, D updates per iteration (0: no D at all).
+    """
+
+    def __init__(self, model, strategy, num_languages, learning_rate=1e-3,
+                 d_learning_rate=1e-3, lambd=0.002, discriminator_steps=1,
+                 gate_loss_weight=0.01, tag_gate_loss_weight=0.01, jit_compile=False):
+        self.model = model
+        self.strategy = strategy
+        self.num_languages = int(num_languages)
+        self.lambd = float(lambd)
+        self.discriminator_steps = int(discriminator_steps)
+        self.gate_loss_weight = float(gate_loss_weight)
+        self.tag_gate_loss_weight = float(tag_gate_loss_weight)
+        with strategy.scope():
+            self.optimizer = keras.optimizers.Adam(learning_rate, name="main_adam")
+            self.d_optimizer = keras.optimizers.Adam(d_learning_rate, name="discriminator_adam")
+            self.main_variables = model.main_variables()
+            self.d_variables = model.discriminator_variables()
+            # Each optimizer is built on exactly its own variables: neither can
+            # touch the other's, and a Keras 3 optimizer insists on this anyway.
+            self.optimizer.build(self.main_variables)
+            self.d_optimizer.build(self.d_variables)
+        self._step = tf.function(self._distributed_step, jit_compile=jit_compile,
+                                 reduce_retracing=True)
+
+    @property
+    def adversarial(self):
+        return self.lambd > 0 and self.discriminator_steps > 0
+
+    # -- losses -------------------------------------------------------------
+
+    def _language_loss(self, logits, batch, mask):
+        """D's cross-entropy against each row's language; per-language mean."""
+        language = batch["language"]
+        if logits.shape.rank == 3:  # per-token MLP discriminator
+            targets = losses.broadcast_rows(language, mask)
+            unit_mask = mask
+        else:
+            targets, unit_mask = language, tf.ones_like(language, tf.bool)
+        loss = losses.per_language_mean(losses.cross_entropy(logits, targets), unit_mask,
+                                        language, self.num_languages)
+        correct, count = losses.correct_and_count(logits, targets, unit_mask)
+        return loss, correct, count
+
+    def _discriminator_update(self, batch):
+        features, mask = self.model.shared_features(batch, training=True)
+        features = tf.stop_gradient(features)
+        with tf.GradientTape() as tape:
+            logits = self.model.discriminate(features, batch["lengths"], training=True)
+            loss, correct, count = self._language_loss(logits, batch, mask)
+        grads = tape.gradient(loss, self.d_variables)
+        self.d_optimizer.apply_gradients(zip(grads, self.d_variables))
+        return loss, correct, count
+
+    def _main_update(self, labeled, unlabeled):
+        model = self.model
+        language = labeled["language"]
+        labels = labeled[model.label_key]
+        logs = {}
+        with tf.GradientTape() as tape:
+            outputs = model(labeled, training=True)
+            mask = outputs["mask"]
+            unit_language = losses.broadcast_rows(language, mask)
+            task = losses.per_language_mean(
+                losses.negative_log_likelihood(outputs["log_probs"], labels), mask,
+                language, self.num_languages)
+            total = task
+            logs["task_loss"] = task
+            logs["task_correct"], logs["task_count"] = losses.correct_and_count(
+                outputs["log_probs"], labels, mask)
+            gates = [("gate", outputs["gate_logits"], self.tag_gate_loss_weight)]
+            if "private_gate_logits" in outputs:
+                gates.append(("private_gate", outputs["private_gate_logits"],
+                              self.gate_loss_weight))
+            for name, gate_logits, weight in gates:
+                if gate_logits.shape[-1] == 1:  # a single expert has nothing to learn
+                    continue
+                # Source rows' language index equals their expert index: sources
+                # come first in the language list, in expert order.
+                gate_loss = losses.per_language_mean(
+                    losses.cross_entropy(gate_logits, unit_language), mask, language,
+                    self.num_languages)
+                total += weight * gate_loss
+                logs[f"{name}_loss"] = gate_loss
+                logs[f"{name}_correct"], _ = losses.correct_and_count(
+                    gate_logits, unit_language, mask)
+            if self.adversarial:
+                features, u_mask = model.shared_features(unlabeled, training=True)
+                logits = model.discriminate(features, unlabeled["lengths"], training=True,
+                                            reverse=True)
+                adversarial, _, _ = self._language_loss(logits, unlabeled, u_mask)
+                # Through the reversal layer: minimising this trains D's input,
+                # F_s, to *raise* D's loss, scaled by λ.
+                total += adversarial
+                logs["adversarial_d_loss"] = adversarial
+        grads = tape.gradient(total, self.main_variables)
+        self.optimizer.apply_gradients(zip(grads, self.main_variables))
+        logs["total_loss"] = total
+        return logs
+
+    # -- the step -------------------------------------------------------------
+
+    def _replica_step(self, batch):
+        logs = {}
+        if self.discriminator_steps:
+            d_loss = d_correct = d_count = 0.0
+            for d_batch in batch["discriminator"][:self.discriminator_steps]:
+                loss, correct, count = self._discriminator_update(d_batch)
+                d_loss += loss / self.discriminator_steps
+                d_correct += correct
+                d_count += count
+            logs.update(d_loss=d_loss, d_correct=d_correct, d_count=d_count)
+        logs.update(self._main_update(batch["labeled"], batch.get("unlabeled")))
+        return logs
+
+    def _distributed_step(self, batch):
+        per_replica = self.strategy.run(self._replica_step, args=(batch,))
+        # Losses are per-replica shares and counts are partial: both sum.
+        return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                for k, v in per_replica.items()}
+
+    def distribute(self, dataset):
+        return self.strategy.experimental_distribute_dataset(dataset)
+
+    def train_step(self, batch):
+        """Runs one iteration on a (distributed) batch; returns global scalars.
+
+        ``task_accuracy``, ``gate_accuracy``, ``private_gate_accuracy`` and
+        ``d_accuracy`` are fractions of real units in this iteration.
+        """
+        raw = self._step(batch)
+        logs = {k: v for k, v in raw.items() if not k.endswith(("_correct", "_count"))}
+        count = raw["task_count"]
+        for name in ("task", "gate", "private_gate"):
+            if f"{name}_correct" in raw:
+                logs[f"{name}_accuracy"] = raw[f"{name}_correct"] / tf.maximum(count, 1.0)
+        if "d_correct" in raw:
+            logs["d_accuracy"] = raw["d_correct"] / tf.maximum(raw["d_count"], 1.0)
+        return logs
