@@ -67,72 +67,66 @@ def encode(sentences, language_name, language_id, words, chars, tags=None,
                          truncated)
 
 
-def sentence_dataset(corpus, labeled, index=None):
-    """A dataset of single sentences, each a dict of dense tensors; ``index``
-    (default ``0..n-1``) labels each sentence with its position in a file."""
-    words = tf.RaggedTensor.from_row_lengths(corpus.words, corpus.lengths)
-    chars = tf.RaggedTensor.from_nested_row_lengths(
-        corpus.chars, [corpus.lengths, corpus.char_lengths])
-    features = {"words": words, "chars": chars,
-                "index": np.arange(len(corpus), dtype=np.int32) if index is None else index}
-    if labeled:
-        if corpus.tags is None:
-            raise ValueError("a labeled dataset needs tags")
-        features["tags"] = tf.RaggedTensor.from_row_lengths(corpus.tags, corpus.lengths)
-    language = corpus.language
+class SentenceTable:
+    """Every sentence of several corpora as ragged constants, addressed by row.
 
-    def densify(x):
-        out = dict(x, chars=x["chars"].to_tensor(), language=tf.constant(language, tf.int32))
-        out["lengths"] = tf.shape(x["words"])[0]
+    A batch is a gather of rows followed by one ``to_tensor`` per field, so
+    batching costs a few ops per batch, not per sentence, and a batch that
+    mixes languages comes out padded to one ``[T, C]`` directly.
+    """
+
+    def __init__(self, corpora, labeled):
+        self.labeled = labeled
+        self.sizes = [len(c) for c in corpora]
+        self.offsets = np.cumsum([0] + self.sizes)[:-1]
+        cat = lambda name: np.concatenate([getattr(c, name) for c in corpora])
+        lengths = cat("lengths")
+        self.lengths = tf.constant(lengths)
+        self.language = tf.constant(np.concatenate(
+            [np.full(len(c), c.language, np.int32) for c in corpora]))
+        self.words = tf.RaggedTensor.from_row_lengths(cat("words"), lengths)
+        self.chars = tf.RaggedTensor.from_nested_row_lengths(
+            cat("chars"), [lengths, cat("char_lengths")])
+        if labeled:
+            if any(c.tags is None for c in corpora):
+                raise ValueError("a labeled table needs tags in every corpus")
+            self.tags = tf.RaggedTensor.from_row_lengths(cat("tags"), lengths)
+
+    def batch(self, rows):
+        """``rows`` int ``[N]`` -> the batch dict described in the module docstring."""
+        out = {"words": tf.gather(self.words, rows).to_tensor(),
+               "chars": tf.gather(self.chars, rows).to_tensor(),
+               "lengths": tf.gather(self.lengths, rows),
+               "language": tf.gather(self.language, rows)}
+        if self.labeled:
+            out["tags"] = tf.gather(self.tags, rows).to_tensor()
         return out
 
-    return tf.data.Dataset.from_tensor_slices(features).map(densify)
 
-
-def _drop_index(batch):
-    return {k: v for k, v in batch.items() if k != "index"}
-
-
-def language_stream(corpus, batch_size, seed, labeled, buckets=DEFAULT_BUCKETS):
-    """Endless shuffled batches of one language, bucketed by sentence length.
+def row_stream(table, corpus_index, batch_size, seed, buckets=DEFAULT_BUCKETS):
+    """Endless shuffled batches of row indices of one corpus, bucketed by length.
 
     Deterministic for a given ``seed``; every batch has exactly ``batch_size``
-    sentences. Sentences longer than the last bucket boundary form their own
-    bucket.
+    rows. Sentences longer than the last boundary form their own bucket.
     """
-    dataset = sentence_dataset(corpus, labeled)
-    dataset = dataset.shuffle(len(corpus), seed=seed, reshuffle_each_iteration=True).repeat()
-    dataset = dataset.bucket_by_sequence_length(
-        element_length_func=lambda x: x["lengths"],
+    offset, size = int(table.offsets[corpus_index]), table.sizes[corpus_index]
+    lengths = table.lengths
+    rows = tf.data.Dataset.range(offset, offset + size).map(lambda r: tf.cast(r, tf.int32))
+    rows = rows.shuffle(size, seed=seed, reshuffle_each_iteration=True).repeat()
+    return rows.bucket_by_sequence_length(
+        element_length_func=lambda r: tf.gather(lengths, r),
         bucket_boundaries=list(buckets),
         bucket_batch_sizes=[batch_size] * (len(buckets) + 1),
         drop_remainder=True)
-    return dataset.map(_drop_index)
-
-
-def stacked(*batches):
-    """Pads per-language batches to a common ``[T, C]`` and concatenates them."""
-    max_t = tf.reduce_max([tf.shape(b["words"])[1] for b in batches])
-    max_c = tf.reduce_max([tf.shape(b["chars"])[2] for b in batches])
-    out = {}
-    for key in batches[0]:
-        parts = []
-        for b in batches:
-            x = b[key]
-            if key == "chars":
-                x = tf.pad(x, [[0, 0], [0, max_t - tf.shape(x)[1]], [0, max_c - tf.shape(x)[2]]])
-            elif x.shape.rank == 2:
-                x = tf.pad(x, [[0, 0], [0, max_t - tf.shape(x)[1]]])
-            parts.append(x)
-        out[key] = tf.concat(parts, axis=0)
-    return out
 
 
 def stacked_stream(corpora, batch_size, seed, labeled, buckets=DEFAULT_BUCKETS):
-    """One batch per language per element, stacked along the batch axis."""
-    streams = tuple(language_stream(c, batch_size, seed * 7919 + i, labeled, buckets)
-                    for i, c in enumerate(corpora))
-    return tf.data.Dataset.zip(streams).map(stacked)
+    """One batch per language per element, stacked along the batch axis
+    (language 0's rows first), padded to the longest sentence and word."""
+    table = SentenceTable(corpora, labeled)
+    streams = tuple(row_stream(table, i, batch_size, seed * 7919 + i, buckets)
+                    for i in range(len(corpora)))
+    return tf.data.Dataset.zip(streams).map(lambda *rows: table.batch(tf.concat(rows, 0)))
 
 
 def training_stream(labeled, unlabeled, batch_size, seed, discriminator_steps=1,
@@ -156,22 +150,10 @@ def training_stream(labeled, unlabeled, batch_size, seed, discriminator_steps=1,
 
 
 def evaluation_batches(corpus, batch_size=64, labeled=True):
-    """Batches in length order (less padding); each batch's ``index`` gives the
-    sentences' positions in the corpus, to restore file order."""
+    """Batches in length order (less padding) with an ``index`` field giving
+    each sentence's position in the corpus, to restore file order."""
+    table = SentenceTable([corpus], labeled)
     order = np.argsort(corpus.lengths, kind="stable").astype(np.int32)
-    dataset = sentence_dataset(_ordered_corpus(corpus, order), labeled, index=order)
-    return dataset.padded_batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def _ordered_corpus(corpus, order):
-    """The corpus with its sentences permuted by ``order``."""
-    starts = np.concatenate([[0], np.cumsum(corpus.lengths)])
-    token_idx = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in order]) \
-        if len(order) else np.zeros(0, np.int64)
-    char_starts = np.concatenate([[0], np.cumsum(corpus.char_lengths)])
-    char_idx = np.concatenate([np.arange(char_starts[t], char_starts[t + 1]) for t in token_idx]) \
-        if len(token_idx) else np.zeros(0, np.int64)
-    return EncodedCorpus(
-        corpus.language, corpus.lengths[order], corpus.words[token_idx],
-        corpus.char_lengths[token_idx], corpus.chars[char_idx],
-        None if corpus.tags is None else corpus.tags[token_idx], corpus.truncated)
+    dataset = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+    return dataset.map(lambda rows: dict(table.batch(rows), index=rows)).prefetch(
+        tf.data.AUTOTUNE)

@@ -6,6 +6,7 @@ from man_tf.layers.conv_pooling import MaskedConvPooling
 from man_tf.layers.discriminator import LanguageDiscriminator
 from man_tf.layers.gradient_reversal import GradientReversal, reverse_gradient
 from man_tf.layers.mixture_of_experts import MixtureOfExperts
+from man_tf.layers.word_embedding import WordEmbedding
 
 __all__ = ["BiLSTMEncoder", "CharCNN", "GradientReversal", "LanguageDiscriminator",
-           "MaskedConvPooling", "MixtureOfExperts", "reverse_gradient"]
+           "MaskedConvPooling", "MixtureOfExperts", "WordEmbedding", "reverse_gradient"]

@@ -1,6 +1,7 @@
 """Language discriminator D: which of all languages (targets included) a sentence is in."""
 
 import keras
+import tensorflow as tf
 
 from man_tf.layers.conv_pooling import MaskedConvPooling
 
@@ -57,7 +58,7 @@ class LanguageDiscriminator(keras.layers.Layer):
             h = self.pooling_projection(self.dropout(h, training=training))
         for layer in self.hidden_layers:
             h = layer(self.dropout(h, training=training))
-        return self.classifier(h)
+        return tf.cast(self.classifier(h), tf.float32)
 
     def compute_output_shape(self, input_shape):
         if self.kind == "cnn":

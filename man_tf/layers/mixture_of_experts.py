@@ -55,7 +55,9 @@ class MixtureOfExperts(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, x, training=False):
-        gate_logits = self.gate(tf.stop_gradient(x))
+        # Gate softmax, log-probabilities and their mixture stay in float32
+        # under a mixed-precision policy.
+        gate_logits = tf.cast(self.gate(tf.stop_gradient(x)), tf.float32)
         gate = tf.nn.softmax(gate_logits, axis=-1)  # [..., experts]
         leading = tf.shape(x)[:-1]
         h = tf.reshape(x, [-1, x.shape[-1]])  # [units, input_dim]
@@ -81,8 +83,8 @@ class MixtureOfExperts(keras.layers.Layer):
         h = tf.reshape(h, tf.concat([leading, [self.num_experts, self.output_dim]], 0))
         if self.output_mode == "features":
             h = keras.activations.get(self.output_activation)(h)
-            return tf.reduce_sum(gate[..., None] * h, axis=-2), gate_logits
-        log_probs = tf.nn.log_softmax(h, axis=-1)  # [..., experts, classes]
+            return tf.reduce_sum(tf.cast(gate, h.dtype)[..., None] * h, axis=-2), gate_logits
+        log_probs = tf.nn.log_softmax(tf.cast(h, tf.float32), axis=-1)  # [..., experts, classes]
         log_gate = tf.nn.log_softmax(gate_logits, axis=-1)
         return tf.reduce_logsumexp(log_gate[..., None] + log_probs, axis=-2), gate_logits
 

@@ -10,7 +10,24 @@ tagging, per sentence for classification).
 import keras
 import tensorflow as tf
 
-from man_tf.layers import BiLSTMEncoder, CharCNN, GradientReversal, LanguageDiscriminator
+from man_tf.layers import (BiLSTMEncoder, CharCNN, GradientReversal, LanguageDiscriminator,
+                           WordEmbedding)
+
+
+def _concat_batches(a, b):
+    """Stacks two batches' ``words``/``chars``/``lengths`` rows, padding to the
+    longer sentence and word."""
+    time = tf.maximum(tf.shape(a["words"])[1], tf.shape(b["words"])[1])
+    chars = tf.maximum(tf.shape(a["chars"])[2], tf.shape(b["chars"])[2])
+
+    def pad(batch):
+        words, c = batch["words"], batch["chars"]
+        return (tf.pad(words, [[0, 0], [0, time - tf.shape(words)[1]]]),
+                tf.pad(c, [[0, 0], [0, time - tf.shape(c)[1]], [0, chars - tf.shape(c)[2]]]))
+
+    (wa, ca), (wb, cb) = pad(a), pad(b)
+    return {"words": tf.concat([wa, wb], 0), "chars": tf.concat([ca, cb], 0),
+            "lengths": tf.concat([a["lengths"], b["lengths"]], 0)}
 
 
 class ManMoeEncoder(keras.Model):
@@ -41,10 +58,9 @@ class ManMoeEncoder(keras.Model):
             discriminator_dropout=discriminator_dropout, lambd=lambd)
         self.use_char_cnn = use_char_cnn
         self.use_private = use_private
-        self.word_embedding = keras.layers.Embedding(
-            num_words, word_dim, trainable=word_embeddings_trainable,
-            embeddings_initializer=keras.initializers.RandomUniform(-0.1, 0.1),
-            name="word_embedding")
+        self.word_embedding = WordEmbedding(num_words, word_dim,
+                                            trainable=word_embeddings_trainable,
+                                            name="word_embedding")
         self.input_dim = word_dim
         if use_char_cnn:
             self.char_cnn = CharCNN(num_chars, char_embedding_dim, char_filters,
@@ -81,10 +97,40 @@ class ManMoeEncoder(keras.Model):
             x = tf.concat([x, self.char_cnn(inputs["chars"], mask, training=training)], axis=-1)
         return x, mask
 
+    def call(self, inputs, training=False):
+        x, mask = self.embed(inputs, training)
+        shared = self.shared_encoder(x, inputs["lengths"], training=training)
+        return self.task_outputs(x, inputs["lengths"], mask, shared, training)
+
+    def task_outputs(self, embeddings, lengths, mask, shared, training=False):
+        """F_p and C on top of the embeddings and F_s features; returns the
+        dict ``call`` documents. Implemented by each task model."""
+        raise NotImplementedError
+
+    def call_with_adversary(self, labeled, unlabeled, training=False):
+        """``call(labeled)`` plus D's logits on ``unlabeled`` behind the
+        gradient reversal, with the embeddings and F_s run *once* over both
+        batches stacked (one char-CNN pass, one BiLSTM loop).
+
+        Returns ``call``'s dict plus ``adversarial_logits`` and
+        ``adversarial_mask`` (the unlabeled batch's token mask).
+        """
+        n, time = tf.shape(labeled["words"])[0], tf.shape(labeled["words"])[1]
+        u_time = tf.shape(unlabeled["words"])[1]
+        both = _concat_batches(labeled, unlabeled)
+        x, mask = self.embed(both, training)
+        shared = self.shared_encoder(x, both["lengths"], training=training)
+        outputs = self.task_outputs(x[:n, :time], labeled["lengths"], mask[:n, :time],
+                                    shared[:n, :time], training)
+        outputs["adversarial_logits"] = self.discriminate(
+            shared[n:, :u_time], unlabeled["lengths"], training=training, reverse=True)
+        outputs["adversarial_mask"] = mask[n:, :u_time]
+        return outputs
+
     def shared_features(self, inputs, training=False):
         """F_s: -> (``[batch, time, shared_hidden]``, mask)."""
         x, mask = self.embed(inputs, training)
-        return self.shared_encoder(x, mask, training=training), mask
+        return self.shared_encoder(x, inputs["lengths"], training=training), mask
 
     def discriminate(self, features, lengths, training=False, reverse=False):
         """D on F_s features; ``reverse`` puts the gradient reversal (λ) in front."""

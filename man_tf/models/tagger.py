@@ -60,12 +60,11 @@ class ManMoeTagger(ManMoeEncoder):
             hidden_units=(tagger_hidden,) * tagger_layers, output="log_probs",
             dropout=mlp_dropout, final_dropout=False, name="tag_experts")
 
-    def call(self, inputs, training=False):
-        x, mask = self.embed(inputs, training)
-        features = [self.shared_encoder(x, mask, training=training)]
+    def task_outputs(self, embeddings, lengths, mask, shared, training=False):
+        features = [shared]
         outputs = {"mask": mask}
         if self.use_private:
-            private = self.private_encoder(x, mask, training=training)
+            private = self.private_encoder(embeddings, lengths, training=training)
             private, outputs["private_gate_logits"] = self.private_experts(private, training=training)
             features.append(private)
         features = tf.concat(features, axis=-1) if len(features) > 1 else features[0]

@@ -21,6 +21,7 @@ import keras
 import tensorflow as tf
 
 from man_tf.training import losses
+from man_tf.training.optimizers import LazyAdam
 
 
 class AdversarialTrainer:
@@ -48,7 +49,7 @@ class AdversarialTrainer:
         self.gate_loss_weight = float(gate_loss_weight)
         self.tag_gate_loss_weight = float(tag_gate_loss_weight)
         with strategy.scope():
-            self.optimizer = keras.optimizers.Adam(learning_rate, name="main_adam")
+            self.optimizer = LazyAdam(learning_rate, name="main_adam")
             self.d_optimizer = keras.optimizers.Adam(d_learning_rate, name="discriminator_adam")
             self.main_variables = model.main_variables()
             self.d_variables = model.discriminator_variables()
@@ -94,7 +95,10 @@ class AdversarialTrainer:
         labels = labeled[model.label_key]
         logs = {}
         with tf.GradientTape() as tape:
-            outputs = model(labeled, training=True)
+            if self.adversarial:
+                outputs = model.call_with_adversary(labeled, unlabeled, training=True)
+            else:
+                outputs = model(labeled, training=True)
             mask = outputs["mask"]
             unit_language = losses.broadcast_rows(language, mask)
             task = losses.per_language_mean(
@@ -121,10 +125,8 @@ class AdversarialTrainer:
                 logs[f"{name}_correct"], _ = losses.correct_and_count(
                     gate_logits, unit_language, mask)
             if self.adversarial:
-                features, u_mask = model.shared_features(unlabeled, training=True)
-                logits = model.discriminate(features, unlabeled["lengths"], training=True,
-                                            reverse=True)
-                adversarial, _, _ = self._language_loss(logits, unlabeled, u_mask)
+                adversarial, _, _ = self._language_loss(
+                    outputs["adversarial_logits"], unlabeled, outputs["adversarial_mask"])
                 # Through the reversal layer: minimising this trains D's input,
                 # F_s, to *raise* D's loss, scaled by λ.
                 total += adversarial
