@@ -1,0 +1,90 @@
+"""CoNLL-2002/2003 NER, 3 source languages -> 1 target (Chen et al. 2019, Table 2).
+
+    man-tf-train --config=configs/conll_ner.py --config.target=de --workdir=workdirs/de
+
+Defaults are the authors' (microsoft/Multilingual-Model-Transfer,
+scripts/train_conll_ner_3to1.sh + options.py); the paper's symbol is in the
+comment where it has one. Data paths are relative to the project root
+(``../shared/data/conll`` holds the real files); override
+``--config.data.root``. Embeddings: none by default (learned word vectors +
+character CNN); give aligned ``.vec`` files per language with
+``--config.data.embeddings.de=/path/wiki.de.vec`` etc.
+"""
+
+import ml_collections
+
+
+def get_config():
+    config = ml_collections.ConfigDict()
+    config.task = "tagging"
+    config.seed = 1
+    config.target = "de"      # the language with no labels
+    config.sources = ()       # () = every language in data.languages but the target
+
+    data = config.data = ml_collections.ConfigDict()
+    data.root = "../shared/data/conll"
+    data.format = "conll"
+    data.languages = ml_collections.ConfigDict({
+        "en": {"train": "{root}/eng.train", "dev": "{root}/eng.testa", "test": "{root}/eng.testb"},
+        "de": {"train": "{root}/deu.train", "dev": "{root}/deu.testa", "test": "{root}/deu.testb"},
+        "es": {"train": "{root}/esp.train", "dev": "{root}/esp.testa", "test": "{root}/esp.testb"},
+        "nl": {"train": "{root}/ned.train", "dev": "{root}/ned.testa", "test": "{root}/ned.testb"},
+    })
+    data.encoding = "auto"          # or "utf-8" / "latin-1" for every file
+    data.max_length = 0             # truncate training sentences to this many tokens (0: never)
+    data.max_chars = 20             # characters per word seen by the char-CNN
+    data.lowercase_words = True     # the authors' vocabularies are lowercased
+    data.lowercase_chars = False
+    data.shared_word_table = False  # True: one word table for all languages
+    data.min_count = 1
+    data.embeddings = ml_collections.ConfigDict()  # language -> .vec path
+    data.embeddings_max_words = 200000
+    data.buckets = (8, 16, 24, 32, 48, 64)
+
+    model = config.model = ml_collections.ConfigDict()
+    model.word_dim = 300                 # the authors' emb_size
+    model.fix_embeddings = True          # pretrained vectors stay frozen (fix_emb)
+    model.use_char_cnn = True
+    model.char_embedding_dim = 128       # charemb_size
+    model.char_filters = 200             # charemb_kernel_num
+    model.char_kernel_sizes = (3, 4, 5)
+    model.char_output_dim = 128          # charemb_size
+    model.char_embedding_trainable = False  # fix_charemb
+    model.shared_hidden = 200            # F_s, both directions together
+    model.private_hidden = 200           # F_p
+    model.lstm_layers = 2                # F_layers
+    model.expert_hidden = 200            # F_p experts' hidden layer
+    model.private_moe_layers = 2         # MoE_layers
+    model.tagger_layers = 1              # C_layers
+    model.use_private = True             # F_p present (False: the no_private_moe ablation)
+    model.use_tag_moe = True             # C is a MoE (False: a single MLP)
+    model.dropout = 0.5
+    model.word_dropout = 0.5
+    model.mlp_dropout = 0.5
+    model.discriminator = "cnn"          # D_model: "cnn" (sentence) or "mlp" (per token)
+    model.discriminator_filters = 200
+    model.discriminator_kernel_sizes = (3, 4, 5)
+    model.discriminator_hidden = 200
+    model.discriminator_layers = 1
+    model.discriminator_dropout = 0.5
+
+    train = config.train = ml_collections.ConfigDict()
+    train.steps = 15000                  # iterations (k D updates + 1 main update each)
+    train.batch_size = 16                # per language
+    train.learning_rate = 1e-3           # Adam
+    train.d_learning_rate = 1e-3
+    train.lambd = 0.002                  # λ, adversarial weight
+    train.discriminator_steps = 1        # k, D updates per iteration (n_critic)
+    train.gate_loss_weight = 0.01        # F_p's expert-gate loss
+    train.tag_gate_loss_weight = 0.01    # C's expert-gate loss
+    train.precision = "auto"             # auto: mixed_bfloat16 where the CPU/GPU has bf16, else float32
+    train.jit_compile = False
+    train.strategy = "default"           # "default" | "mirrored"
+    train.num_cpu_devices = 0            # >1: that many logical CPU devices (testing "mirrored")
+    train.log_every = 50
+    train.eval_every = 500               # dev F1 on the target (and sources, below)
+    train.eval_source_dev = False
+    train.checkpoint_every = 500
+    train.keep_checkpoints = 3
+    train.eval_batch_size = 128
+    return config

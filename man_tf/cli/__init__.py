@@ -1,0 +1,1 @@
+"""absl entry points; the only place that wires data, models, training and evaluation."""

@@ -1,0 +1,208 @@
+"""From a config to data, vocabularies and a model: shared by every command.
+
+Languages are ordered sources first (in config order), then the target, so a
+source's language id is also its expert index in every mixture of experts.
+"""
+
+import dataclasses
+import json
+import os
+
+import ml_collections
+import numpy as np
+from absl import logging
+
+from man_tf.data import conll, embeddings, pipeline, plaintext, vocab
+from man_tf.data.errors import DataError
+from man_tf.data.textio import atomic_write_json
+from man_tf.models import ManMoeTagger
+
+CONFIG_FILE = "config.json"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot work; the message says what to change."""
+
+
+def resolve_languages(config):
+    """-> (sources, target); validates the choice against ``data.languages``."""
+    available = list(config.data.languages.keys())
+    target = config.target
+    if target not in available:
+        raise ConfigError(f"target {target!r} has no data: config.data.languages has "
+                          f"{available}; set --config.target to one of them")
+    sources = list(config.sources) or [lang for lang in available if lang != target]
+    if target in sources:
+        raise ConfigError(f"target {target!r} is also listed as a source; its labels "
+                          f"must never be used: remove it from --config.sources")
+    missing = [lang for lang in sources if lang not in available]
+    if missing:
+        raise ConfigError(f"sources {missing} have no data in config.data.languages "
+                          f"({available})")
+    if not sources:
+        raise ConfigError("no source languages: MAN-MoE needs at least one labeled source")
+    return sources, target
+
+
+def _path(config, lang, split):
+    spec = config.data.languages[lang]
+    if split not in spec or not spec[split]:
+        return None
+    return spec[split].format(root=config.data.root)
+
+
+def _read(path, labeled, encoding):
+    if path.endswith(".txt"):
+        if labeled:
+            raise ConfigError(f"{path}: a plain-text file has no tags; labeled data must "
+                              f"be in CoNLL format")
+        return plaintext.read_plain_text(path, encoding)
+    return conll.read_conll(path, encoding=encoding, labeled=labeled)
+
+
+@dataclasses.dataclass
+class Data:
+    sources: list
+    target: str
+    labeled: dict     # source -> sentences with tags (train split)
+    unlabeled: dict   # every language -> sentences, tags never read
+    dev: dict         # language -> labeled dev sentences (those configured)
+    test: dict
+
+    @property
+    def languages(self):
+        return [*self.sources, self.target]
+
+
+def load_data(config, splits=("train", "dev", "test")):
+    """Reads every configured file. The target's training text is read with
+    ``labeled=False``: its tag column is never parsed."""
+    sources, target = resolve_languages(config)
+    encoding = config.data.encoding
+    data = Data(sources, target, {}, {}, {}, {})
+    for lang in data.languages:
+        if "train" in splits:
+            unlabeled_path = _path(config, lang, "unlabeled") or _path(config, lang, "train")
+            if unlabeled_path is None:
+                raise ConfigError(f"language {lang!r} has no 'train' (or 'unlabeled') file in "
+                                  f"config.data.languages.{lang}")
+            data.unlabeled[lang] = _read(unlabeled_path, False, encoding)
+            if lang in sources:
+                train_path = _path(config, lang, "train")
+                if train_path is None:
+                    raise ConfigError(f"source {lang!r} has no labeled 'train' file")
+                data.labeled[lang] = _read(train_path, True, encoding)
+        for split, store in (("dev", data.dev), ("test", data.test)):
+            path = _path(config, lang, split) if split in splits else None
+            if path:
+                store[lang] = _read(path, True, encoding)
+    if "train" in splits:
+        _check_tag_sets(config, data)
+    return data
+
+
+def _check_tag_sets(config, data):
+    types = {lang: set(vocab.TagVocabulary.build(s).entity_types)
+             for lang, s in data.labeled.items()}
+    union = set().union(*types.values())
+    differences = {lang: sorted(union - t) for lang, t in types.items() if union - t}
+    if differences:
+        listed = "; ".join(f"{lang} lacks {missing}" for lang, missing in differences.items())
+        logging.warning("entity types differ between sources (%s): the union %s is "
+                        "used; a type a source never shows is learned from the others",
+                        listed, sorted(union))
+
+
+def build_vocabularies(config, data):
+    words = vocab.WordVocabulary.build(
+        {**{lang: data.labeled.get(lang, []) + data.unlabeled[lang] for lang in data.languages}},
+        shared=config.data.shared_word_table, lowercase=config.data.lowercase_words,
+        min_count=config.data.min_count)
+    every = [s for lang in data.languages for s in data.unlabeled[lang]]
+    chars = vocab.CharVocabulary.build(every, lowercase=config.data.lowercase_chars)
+    tags = vocab.TagVocabulary.build([s for lang in data.sources for s in data.labeled[lang]])
+    return words, chars, tags
+
+
+def encode_data(config, data, words, chars, tags):
+    """-> (labeled corpora by source, unlabeled corpora by language)."""
+    ids = {lang: i for i, lang in enumerate(data.languages)}
+    max_length = config.data.max_length or None
+    labeled = {lang: pipeline.encode(data.labeled[lang], lang, ids[lang], words, chars, tags,
+                                     config.data.max_chars, max_length)
+               for lang in data.sources}
+    unlabeled = {lang: pipeline.encode(data.unlabeled[lang], lang, ids[lang], words, chars,
+                                       None, config.data.max_chars, max_length)
+                 for lang in data.languages}
+    for name, corpora in (("labeled", labeled), ("unlabeled", unlabeled)):
+        for lang, corpus in corpora.items():
+            if corpus.truncated:
+                logging.warning("%s %s: %d sentences truncated to %d tokens", lang, name,
+                                corpus.truncated, max_length)
+    return labeled, unlabeled
+
+
+def build_model(config, num_words, num_chars, num_tags, num_sources):
+    m = config.model
+    pretrained = bool(config.data.embeddings)
+    return ManMoeTagger(
+        num_tags=num_tags, num_sources=num_sources, num_words=num_words, num_chars=num_chars,
+        num_languages=num_sources + 1, word_dim=m.word_dim,
+        word_embeddings_trainable=not (pretrained and m.fix_embeddings),
+        use_char_cnn=m.use_char_cnn, char_embedding_dim=m.char_embedding_dim,
+        char_filters=m.char_filters, char_kernel_sizes=tuple(m.char_kernel_sizes),
+        char_output_dim=m.char_output_dim, char_embedding_trainable=m.char_embedding_trainable,
+        unique_char_words=not config.train.jit_compile, shared_hidden=m.shared_hidden,
+        private_hidden=m.private_hidden, lstm_layers=m.lstm_layers, use_private=m.use_private,
+        expert_hidden=m.expert_hidden, private_moe_layers=m.private_moe_layers,
+        tagger_layers=m.tagger_layers, use_tag_moe=m.use_tag_moe, dropout=m.dropout,
+        word_dropout=m.word_dropout, mlp_dropout=m.mlp_dropout, discriminator=m.discriminator,
+        discriminator_filters=m.discriminator_filters,
+        discriminator_kernel_sizes=tuple(m.discriminator_kernel_sizes),
+        discriminator_hidden=m.discriminator_hidden,
+        discriminator_layers=m.discriminator_layers,
+        discriminator_dropout=m.discriminator_dropout, lambd=config.train.lambd)
+
+
+def load_pretrained_embeddings(config, model, words):
+    """Fills word rows from ``config.data.embeddings`` (.vec per language);
+    returns ``{language: fraction of its vocabulary covered}``."""
+    coverage = {}
+    for lang, path in config.data.embeddings.items():
+        block = words.block(lang)
+        if block not in words.blocks:
+            raise ConfigError(f"embeddings given for {lang!r}, which is not a training "
+                              f"language ({sorted(words.blocks)})")
+        block_vocab, offset = words.blocks[block], words.offsets[block]
+        needed = set(block_vocab.tokens[2:])
+        found = embeddings.read_vec(path, needed=needed, dim=config.model.word_dim,
+                                    max_words=config.data.embeddings_max_words or None)
+        rows, vectors = [], []
+        for i, word in enumerate(block_vocab.tokens[2:], start=2):
+            vector = found.lookup(word)
+            if vector is not None:
+                rows.append(offset + i)
+                vectors.append(vector)
+        if not vectors:
+            raise DataError(path, None, f"no vector for any of the {len(needed)} {lang} "
+                            f"vocabulary words: is this the right language's file?")
+        model.word_embedding.load(np.stack(vectors), rows)
+        coverage[lang] = len(rows) / max(len(needed), 1)
+        if coverage[lang] < 0.05:
+            logging.warning("%s: embeddings cover only %.1f%% of the %s vocabulary", path,
+                            100 * coverage[lang], lang)
+        logging.info("%s: %d of %d %s words have pretrained vectors (%.1f%%)", path, len(rows),
+                     len(needed), lang, 100 * coverage[lang])
+    return coverage
+
+
+def save_config(workdir, config):
+    atomic_write_json(os.path.join(workdir, CONFIG_FILE), json.loads(config.to_json()))
+
+
+def load_config(workdir):
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.exists(path):
+        raise ConfigError(f"{path}: not found; is {workdir!r} a man-tf-train workdir?")
+    with open(path, encoding="utf-8") as f:
+        return ml_collections.ConfigDict(json.load(f))

@@ -1,0 +1,207 @@
+"""man-tf-train: train MAN-MoE from a config file.
+
+    man-tf-train --config=configs/conll_ner.py --config.target=de --workdir=workdirs/de
+
+Rerunning the same command resumes from the workdir's latest checkpoint.
+Writes to the workdir: config.json, vocab.json, checkpoints/ (latest), best/
+(best target dev F1), tensorboard/, train.log, results.json.
+"""
+
+import os
+import sys
+import time
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, results.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def train(config, workdir):
+    """Trains (or resumes) and returns the results dict written to results.json."""
+    # TensorFlow is imported here, after flags, so logical CPU devices can be
+    # configured before its runtime starts.
+    import tensorflow as tf
+
+    from man_tf.cli import experiment
+    from man_tf.data import pipeline, vocab
+    from man_tf.data.textio import atomic_write_json
+    from man_tf.evaluation import tagging
+    from man_tf.models import inference
+    from man_tf.training import checkpoints, strategy as strategies
+    from man_tf.training.trainer import AdversarialTrainer
+
+    strategies.configure_cpu_devices(config.train.num_cpu_devices)
+    tf.keras.utils.set_random_seed(config.seed)
+    precision = strategies.set_precision(config.train.precision)
+    os.makedirs(workdir, exist_ok=True)
+
+    data = experiment.load_data(config)
+    vocab_file = os.path.join(workdir, "vocab.json")
+    if os.path.exists(vocab_file):
+        words, chars, tags = vocab.load_vocabularies(workdir)
+        logging.info("resuming: vocabularies from %s", vocab_file)
+    else:
+        words, chars, tags = experiment.build_vocabularies(config, data)
+        vocab.save_vocabularies(workdir, words, chars, tags)
+    experiment.save_config(workdir, config)
+    for lang in data.languages:
+        logging.info("%s: %d labeled, %d unlabeled, %d dev, %d test sentences; %d words",
+                     lang, len(data.labeled.get(lang, [])), len(data.unlabeled[lang]),
+                     len(data.dev.get(lang, [])), len(data.test.get(lang, [])),
+                     len(words.blocks[words.block(lang)]))
+    logging.info("tags: %s; characters: %d; word rows: %d", tags.tags, len(chars), words.size)
+    labeled, unlabeled = experiment.encode_data(config, data, words, chars, tags)
+
+    strategy = strategies.make_strategy(config.train.strategy)
+    replicas = strategy.num_replicas_in_sync
+    with strategy.scope():
+        model = experiment.build_model(config, words.size, len(chars), len(tags),
+                                       len(data.sources))
+        model.build_all()
+        coverage = experiment.load_pretrained_embeddings(config, model, words)
+        trainer = AdversarialTrainer(
+            model, strategy, len(data.languages), config.train.learning_rate,
+            config.train.d_learning_rate, config.train.lambd, config.train.discriminator_steps,
+            config.train.gate_loss_weight, config.train.tag_gate_loss_weight,
+            config.train.jit_compile)
+        state = checkpoints.TrainingState(workdir, model, trainer.optimizer, trainer.d_optimizer,
+                                          config.train.keep_checkpoints)
+        restored = state.restore_latest()
+    start = int(state.step.numpy())
+    logging.info("%s at step %d; %d parameters; %d replica(s); per-language batch %d, "
+                 "global batch %d sentences per stream", "resumed" if restored else "starting",
+                 start, model.count_params(), replicas, config.train.batch_size,
+                 config.train.batch_size * len(data.sources))
+
+    # A resumed run draws fresh batches (seeded by the step) instead of
+    # replaying the first ones.
+    dataset = pipeline.training_stream(
+        [labeled[lang] for lang in data.sources], [unlabeled[lang] for lang in data.languages],
+        config.train.batch_size, config.seed + start, config.train.discriminator_steps,
+        trainer.adversarial, tuple(config.data.buckets))
+    iterator = iter(trainer.distribute(dataset))
+
+    predict_fn = inference.make_predict_fn(model)
+    eval_languages = [data.target] + (data.sources if config.train.eval_source_dev else [])
+    eval_sets = {}
+    for lang in eval_languages:
+        if lang in data.dev:
+            corpus = pipeline.encode(data.dev[lang], lang, data.languages.index(lang), words,
+                                     chars, tags, config.data.max_chars)
+            eval_sets[lang] = (data.dev[lang], corpus)
+    if data.target not in eval_sets:
+        logging.warning("target %s has no dev file: the last checkpoint is kept as 'best'",
+                        data.target)
+
+    def evaluate(sets):
+        results = {}
+        for lang, (sentences, corpus) in sets.items():
+            batches = pipeline.evaluation_batches(corpus, config.train.eval_batch_size)
+            ids, gates = inference.predict_corpus(predict_fn, batches, len(corpus))
+            results[lang] = (tagging.score(sentences, tagging.decode(ids, tags)), gates)
+        return results
+
+    writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", "train"))
+    dev_writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", "dev"))
+    total = config.train.steps
+    last_dev = float("nan")
+    tick, tick_step = time.time(), start
+    step = start
+    while step < total:
+        logs = trainer.train_step(next(iterator))
+        step += 1
+        state.step.assign(step)
+        if step % config.train.log_every == 0 or step == total:
+            values = {k: float(v) for k, v in logs.items()}
+            bad = [k for k, v in values.items() if v != v or abs(v) == float("inf")]
+            if bad:
+                raise FloatingPointError(
+                    f"step {step}: {', '.join(f'{k}={values[k]}' for k in bad)}; training "
+                    f"stopped, the last good checkpoint is kept in {workdir}/checkpoints")
+            now = time.time()
+            rate = (step - tick_step) / max(now - tick, 1e-9)
+            tick, tick_step = now, step
+            with writer.as_default(step=step):
+                for k, v in values.items():
+                    tf.summary.scalar(k, v)
+                tf.summary.scalar("lambda", config.train.lambd)
+                tf.summary.scalar("learning_rate", config.train.learning_rate)
+                tf.summary.scalar("steps_per_second", rate)
+            eta = (total - step) / max(rate, 1e-9)
+            logging.info("step %d/%d  %.2f it/s  eta %dm%02ds  task %.3f  D acc %.3f  "
+                         "dev F1 %.2f", step, total, rate, eta // 60, eta % 60,
+                         values["task_loss"], values.get("d_accuracy", float("nan")), last_dev)
+        if eval_sets and (step % config.train.eval_every == 0 or step == total):
+            results = evaluate(eval_sets)
+            with dev_writer.as_default(step=step):
+                for lang, (scores, gates) in results.items():
+                    tf.summary.scalar(f"f1/{lang}", scores.f1)
+                    for source, weight in zip(data.sources, inference.mean_gate(gates)):
+                        tf.summary.scalar(f"expert_weight/{lang}/{source}", float(weight))
+            if data.target in results:
+                last_dev = results[data.target][0].f1
+                if last_dev > float(state.best_score.numpy()):
+                    state.best_score.assign(last_dev)
+                    state.best_step.assign(step)
+                    state.save_best()
+                    logging.info("step %d: new best %s dev F1 %.2f", step, data.target, last_dev)
+        if step % config.train.checkpoint_every == 0 or step == total:
+            state.save_latest()
+    writer.flush()
+    dev_writer.flush()
+
+    best_path = checkpoints.checkpoint_path(workdir, "best") or state.latest.latest_checkpoint
+    checkpoints.restore_model(model, best_path)
+    results = {"target": data.target, "sources": data.sources, "steps": int(total),
+               "best_step": int(state.best_step.numpy()), "checkpoint": best_path,
+               "precision": precision, "replicas": replicas,
+               "embeddings": dict(config.data.embeddings) or "learned (no .vec files)",
+               "embedding_coverage": coverage}
+    final_sets = {}
+    for split, store in (("dev", data.dev), ("test", data.test)):
+        if data.target in store:
+            corpus = pipeline.encode(store[data.target], data.target,
+                                     data.languages.index(data.target), words, chars, tags,
+                                     config.data.max_chars)
+            final_sets[split] = (store[data.target], corpus)
+    for split, (scores, gates) in evaluate(final_sets).items():
+        results[f"{split}_f1"] = scores.f1
+        results[f"{split}_scores"] = scores.to_dict()
+        results[f"{split}_expert_weights"] = dict(zip(
+            data.sources, map(float, inference.mean_gate(gates))))
+    atomic_write_json(os.path.join(workdir, "results.json"), results)
+    logging.info("done: best step %d, %s dev F1 %.2f, test F1 %.2f", results["best_step"],
+                 data.target, results.get("dev_f1", float("nan")),
+                 results.get("test_f1", float("nan")))
+    return results
+
+
+def main(argv):
+    del argv
+    workdir = _WORKDIR.value
+    os.makedirs(workdir, exist_ok=True)
+    logging.get_absl_handler().use_absl_log_file("train", workdir)
+    logging.set_stderrthreshold("info")
+    from man_tf.cli.experiment import ConfigError
+    from man_tf.data.errors import DataError
+    try:
+        results = train(_CONFIG.value, workdir)
+    except (ConfigError, DataError, FloatingPointError) as e:
+        logging.error("%s", e)
+        print(f"man-tf-train: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(f"{results['target']}: dev F1 {results.get('dev_f1', float('nan')):.2f}  "
+          f"test F1 {results.get('test_f1', float('nan')):.2f}  "
+          f"(best step {results['best_step']}; results in {workdir}/results.json)")
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,54 @@
+"""Distribution strategy and numeric precision, chosen by config."""
+
+import os
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+
+def configure_cpu_devices(count):
+    """Splits the CPU into ``count`` logical devices (to test multi-replica code
+    without GPUs). Must run before TensorFlow initialises its runtime."""
+    if count and count > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+
+
+def make_strategy(name="default"):
+    """``default``: one device. ``mirrored``: every local GPU, or every logical
+    CPU device when there is no GPU."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    raise ValueError(f"unknown strategy {name!r}: expected 'default' or 'mirrored'")
+
+
+def _cpu_has_bf16():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def set_precision(policy="auto"):
+    """Sets Keras' global dtype policy; ``auto`` picks ``mixed_bfloat16`` where
+    the hardware computes bf16 natively (CPUs with AVX512-BF16/AMX, GPUs of
+    compute capability 8+) and ``float32`` elsewhere. Returns the policy name."""
+    if policy == "auto":
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            details = tf.config.experimental.get_device_details(gpus[0])
+            major = (details.get("compute_capability") or (0, 0))[0]
+            policy = "mixed_bfloat16" if major >= 8 else "float32"
+        else:
+            policy = "mixed_bfloat16" if _cpu_has_bf16() else "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    logging.info("dtype policy: %s (pid %d)", policy, os.getpid())
+    return policy
