@@ -13,15 +13,19 @@ import sys
 
 from absl import app, flags, logging
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A man-tf-train workdir.")
-_SPLIT = flags.DEFINE_enum("split", "test", ["dev", "test"],
-                           "Which configured split of the language to score.")
-_INPUT = flags.DEFINE_string("input", None, "A CoNLL file to score instead of a split.")
-_LANGUAGE = flags.DEFINE_string("language", None, "Language of the input (default: target).")
-_CHECKPOINT = flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint.")
-_OUTPUT = flags.DEFINE_string("output", None,
-                              "Output path prefix (default: <workdir>/eval/<language>.<split>).")
-flags.mark_flag_as_required("workdir")
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    flags.DEFINE_string("workdir", None, "A man-tf-train workdir.")
+    flags.DEFINE_enum("split", "test", ["dev", "test"],
+                      "Which configured split of the language to score.")
+    flags.DEFINE_string("input", None, "A CoNLL file to score instead of a split.")
+    flags.DEFINE_string("language", None, "Language of the input (default: the target).")
+    flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint.")
+    flags.DEFINE_string("output", None,
+                        "Output path prefix (default: <workdir>/eval/<language>.<split>).")
+    flags.mark_flag_as_required("workdir")
 
 
 def evaluate(workdir, split="test", input_path=None, language=None, which="best", output=None):
@@ -84,8 +88,8 @@ def main(argv):
     from man_tf.cli.experiment import ConfigError
     from man_tf.data.errors import DataError
     try:
-        scores, output = evaluate(_WORKDIR.value, _SPLIT.value, _INPUT.value, _LANGUAGE.value,
-                                  _CHECKPOINT.value, _OUTPUT.value)
+        scores, output = evaluate(FLAGS.workdir, FLAGS.split, FLAGS.input, FLAGS.language,
+                                  FLAGS.checkpoint, FLAGS.output)
     except (ConfigError, DataError) as e:
         logging.error("%s", e)
         print(f"man-tf-evaluate: error: {e}", file=sys.stderr)
@@ -94,6 +98,7 @@ def main(argv):
 
 
 def run():
+    define_flags()
     app.run(main)
 
 

@@ -14,10 +14,15 @@ import time
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, results.")
-flags.mark_flags_as_required(["config", "workdir"])
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    # Defined when the command runs, not at import, so that the library
+    # functions here can be imported next to other commands' flags.
+    config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+    flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, results.")
+    flags.mark_flags_as_required(["config", "workdir"])
 
 
 def train(config, workdir):
@@ -182,14 +187,14 @@ def train(config, workdir):
 
 def main(argv):
     del argv
-    workdir = _WORKDIR.value
+    workdir = FLAGS.workdir
     os.makedirs(workdir, exist_ok=True)
     logging.get_absl_handler().use_absl_log_file("train", workdir)
     logging.set_stderrthreshold("info")
     from man_tf.cli.experiment import ConfigError
     from man_tf.data.errors import DataError
     try:
-        results = train(_CONFIG.value, workdir)
+        results = train(FLAGS.config, workdir)
     except (ConfigError, DataError, FloatingPointError) as e:
         logging.error("%s", e)
         print(f"man-tf-train: error: {e}", file=sys.stderr)
@@ -200,6 +205,7 @@ def main(argv):
 
 
 def run():
+    define_flags()
     app.run(main)
 
 

@@ -34,6 +34,9 @@ class MaskedConvPooling(keras.layers.Layer):
     def call(self, x, lengths):
         max_k = max(self.kernel_sizes)
         time = tf.shape(x)[1]
+        # Zero the padding: a sequence shorter than a kernel has one window that
+        # reaches past its end, and it must see zeros, not the caller's padding.
+        x = x * tf.sequence_mask(lengths, time, dtype=x.dtype)[:, :, None]
         x = tf.pad(x, [[0, 0], [0, tf.maximum(max_k - time, 0)], [0, 0]])
         pooled = []
         for k, conv in zip(self.kernel_sizes, self.convolutions):

@@ -13,16 +13,26 @@ import tensorflow as tf
 
 
 def model_variables(model):
-    """``{variable.path: variable}`` for every model variable.
+    """``{path inside the model: variable}`` for every model variable.
 
     Checkpoints key the model's variables by their Keras path instead of
     relying on object tracking: Keras 3 lists of sub-layers (and of weights)
     are not TF-trackable, so ``tf.train.Checkpoint(model=model)`` silently
     skips the variables that only such lists hold.
     """
-    variables = {v.path: v for v in model.variables}
+    # The model's own name is dropped: Keras numbers it per process
+    # ("man_moe_tagger_1"), which must not change the checkpoint keys. Dropout
+    # RNG states live in globally numbered seed generators: they are keyed by
+    # their order in the model instead.
+    paths, rng = [], 0
+    for v in model.variables:
+        if v.path.endswith("seed_generator_state"):
+            paths.append(f"rng/{rng}")
+            rng += 1
+        else:
+            paths.append(v.path.split("/", 1)[-1])
+    variables = dict(zip(paths, model.variables))
     if len(variables) != len(model.variables):
-        paths = [v.path for v in model.variables]
         raise ValueError(f"duplicate variable paths: "
                          f"{sorted({p for p in paths if paths.count(p) > 1})}")
     return variables

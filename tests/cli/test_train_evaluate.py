@@ -1,0 +1,82 @@
+"""The commands end to end on the embedded sample (small budget)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import pytest
+
+from man_tf.cli import experiment
+from man_tf.cli.evaluate import evaluate
+from man_tf.cli.train import train
+from tests.helpers import ROOT, load_config
+
+
+@pytest.fixture(autouse=True)
+def float32_policy():
+    yield
+    # train() sets the global dtype policy; later tests expect the default.
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def small_config(steps=40):
+    config = load_config("sample_ner")
+    config.train.steps = steps
+    config.train.eval_every = 20
+    config.train.checkpoint_every = 20
+    config.train.log_every = 10
+    return config
+
+
+def test_train_evaluate_and_resume(tmp_path):
+    workdir = str(tmp_path / "run")
+    results = train(small_config(40), workdir)
+    for name in ("config.json", "vocab.json", "results.json"):
+        assert os.path.exists(os.path.join(workdir, name))
+    assert results["steps"] == 40 and results["best_step"] in (20, 40)
+    assert os.listdir(os.path.join(workdir, "tensorboard", "train"))
+    with open(os.path.join(workdir, "results.json")) as f:
+        assert json.load(f)["test_f1"] == pytest.approx(results["test_f1"])
+    weights = results["test_expert_weights"]
+    assert set(weights) == {"en", "es", "nl"} and sum(weights.values()) == pytest.approx(1, 1e-5)
+
+    # The evaluate command restores the same best checkpoint: same F1.
+    scores, output = evaluate(workdir, "test")
+    assert scores.f1 == pytest.approx(results["test_f1"])
+    lines = open(output + ".conll", encoding="utf-8").read().splitlines()
+    assert lines[0].split()[0] == "Eva" and len(lines[0].split()) == 3
+
+    # Rerunning with a larger budget resumes from step 40.
+    more = train(small_config(60), workdir)
+    assert more["steps"] == 60
+    log = open(os.path.join(workdir, "results.json")).read()
+    assert '"steps": 60' in log
+
+
+def test_config_errors_are_clear(tmp_path):
+    config = small_config()
+    config.sources = ("en", "de")
+    with pytest.raises(experiment.ConfigError, match="target 'de' is also listed as a source"):
+        train(config, str(tmp_path / "a"))
+    config = small_config()
+    config.target = "fr"
+    with pytest.raises(experiment.ConfigError, match="target 'fr' has no data"):
+        train(config, str(tmp_path / "b"))
+
+
+def test_command_line(tmp_path):
+    workdir = str(tmp_path / "cli")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    done = subprocess.run(
+        [sys.executable, "-m", "man_tf.cli.train", "--config=configs/sample_ner.py",
+         "--config.train.steps=20", "--config.train.eval_every=10", f"--workdir={workdir}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "de: dev F1" in done.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "man_tf.cli.train", "--config=configs/sample_ner.py",
+         "--config.target=xx", f"--workdir={workdir}x"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "target 'xx' has no data" in bad.stderr

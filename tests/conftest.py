@@ -1,0 +1,44 @@
+"""Test setup: quiet TF logs, 2 logical CPU devices, the shared real-data folder.
+
+Logical devices must be configured before TensorFlow's runtime starts, so it
+happens here, once, at import time.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.path.normpath(os.path.join(ROOT, "..", "shared", "data"))
+CONLL = os.path.join(SHARED_DATA, "conll")
+
+
+def conll_file(name):
+    """Path of a real CoNLL file; skips (saying why) only where the shared data
+    folder is absent, so a machine with the data always runs these tests."""
+    path = os.path.join(CONLL, name)
+    if not os.path.isdir(CONLL):
+        pytest.skip(f"real data not found at {CONLL} (../shared/data next to the project)")
+    return path
+
+
+@pytest.fixture
+def write(tmp_path):
+    """``write(name, text_or_bytes)`` -> path of a new file in a temporary dir."""
+
+    def _write(name, content):
+        path = tmp_path / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+        return str(path)
+
+    return _write

@@ -1,0 +1,108 @@
+import pytest
+
+from man_tf.data.conll import entity_counts, read_conll, to_bio2
+from man_tf.data.errors import DataError
+from man_tf.data.textio import resolve_encoding
+from man_tf.data.vocab import TagVocabulary
+from tests.conftest import conll_file
+
+# Sentences and tokens from ../shared/data/README.md.
+SIZES = {
+    "eng.train": (14041, 203621), "eng.testa": (3250, 51362), "eng.testb": (3453, 46435),
+    "deu.train": (12153, 206931), "deu.testa": (2867, 51444), "deu.testb": (3005, 51943),
+    "esp.train": (8323, 264715), "esp.testa": (1915, 52923), "esp.testb": (1517, 51533),
+    "ned.train": (15806, 202644), "ned.testa": (2895, 37687), "ned.testb": (5195, 68875),
+}
+# Entities per type in the training files: CoNLL-2003 (Tjong Kim Sang & De
+# Meulder, table 2; German also in the data README) and CoNLL-2002 (Tjong Kim
+# Sang 2002). Spanish LOC is 4913 in the paper: the one stray I-LOC start the
+# README mentions opens one more entity, as conlleval also counts it.
+ENTITIES = {
+    "eng.train": {"LOC": 7140, "MISC": 3438, "ORG": 6321, "PER": 6600},
+    "deu.train": {"LOC": 4363, "MISC": 2288, "ORG": 2427, "PER": 2773},
+    "esp.train": {"LOC": 4914, "MISC": 2173, "ORG": 7390, "PER": 4321},
+    "ned.train": {"LOC": 3208, "MISC": 3338, "ORG": 2082, "PER": 4716},
+}
+ENCODINGS = {"eng": "utf-8", "deu": "utf-8", "esp": "latin-1", "ned": "latin-1"}
+
+
+@pytest.mark.parametrize("name", sorted(SIZES))
+def test_real_file_sizes(name):
+    sentences = read_conll(conll_file(name))
+    assert (len(sentences), sum(len(s) for s in sentences)) == SIZES[name]
+    assert all(s.tokens[0] != "-DOCSTART-" for s in sentences)
+    assert all(len(s.tokens) == len(s.tags) for s in sentences)
+    assert resolve_encoding(conll_file(name)) == ENCODINGS[name[:3]]
+
+
+@pytest.mark.parametrize("name", sorted(ENTITIES))
+def test_real_entity_counts(name):
+    assert entity_counts(read_conll(conll_file(name))) == ENTITIES[name]
+
+
+def test_iob1_and_bio2_share_nine_tags():
+    english, spanish = read_conll(conll_file("eng.train")), read_conll(conll_file("esp.train"))
+    tags = TagVocabulary.build(english + spanish)
+    assert len(tags) == 9
+    # Without conversion English I- tags open entities that Spanish opens with B-.
+    raw = read_conll(conll_file("eng.train"), bio2=False)
+    first_tags = {s.tags[i] for s in raw for i in range(len(s))
+                  if s.tags[i] != "O" and (i == 0 or s.tags[i - 1] == "O")}
+    assert "I-PER" in first_tags
+
+
+def test_latin1_text_decodes_to_real_characters():
+    words = {w for s in read_conll(conll_file("esp.train")) for w in s.tokens}
+    assert "España" in words
+    german = {w for s in read_conll(conll_file("deu.train")) for w in s.tokens}
+    assert "Erzählung" in german  # UTF-8, CRLF line ends
+
+
+def test_utf8_mode_names_the_line_of_a_latin1_byte():
+    with pytest.raises(DataError, match=r"esp\.testa:\d+: byte 0x[0-9a-f]{2}"):
+        read_conll(conll_file("esp.testa"), encoding="utf-8")
+
+
+def test_to_bio2():
+    assert to_bio2(["I-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-LOC"]) == \
+        ("B-PER", "I-PER", "O", "B-LOC", "B-LOC", "I-LOC")
+    assert to_bio2(["I-PER", "I-ORG"]) == ("B-PER", "B-ORG")
+    bio2 = ("B-PER", "I-PER", "O", "B-LOC", "B-LOC")
+    assert to_bio2(bio2) == bio2
+
+
+def test_quirks(write):
+    path = write("quirks.conll",
+                 "-DOCSTART- -X- O O\r\n\r\nJohn NNP I-NP I-PER\r\nlives O\r\n  \r\n"
+                 "in IN O\nBerlin B-LOC\n\n\n-DOCSTART- O\nEnd O\n")
+    sentences = read_conll(path)
+    assert [s.tokens for s in sentences] == [("John", "lives"), ("in", "Berlin"), ("End",)]
+    assert sentences[0].tags == ("B-PER", "O")
+    assert sentences[1].source.endswith("quirks.conll:6")
+
+
+@pytest.mark.parametrize("content,message", [
+    ("John B-PER\nlives\n", r"bad\.conll:2: expected at least 2 columns"),
+    ("John X-PER\n", r"bad\.conll:1: unknown tag 'X-PER'"),
+    ("John E-PER\n", r"bad\.conll:1: unknown tag 'E-PER'"),
+    ("John B-\n", r"bad\.conll:1: unknown tag 'B-'"),
+    ("", r"bad\.conll:1: empty file"),
+    ("-DOCSTART- O\n\n\n", r"bad\.conll:1: empty file"),
+])
+def test_bad_rows_name_file_and_line(write, content, message):
+    with pytest.raises(DataError, match=message):
+        read_conll(write("bad.conll", content))
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(DataError, match="nope.conll: no such file"):
+        read_conll(str(tmp_path / "nope.conll"))
+    with pytest.raises(DataError, match="is a directory"):
+        read_conll(str(tmp_path))
+
+
+def test_unlabeled_reading_never_parses_tags(write):
+    path = write("target.conll", "Hallo GARBAGE\nWelt\n\nNoch ein Satz\n")
+    sentences = read_conll(path, labeled=False)
+    assert [s.tokens for s in sentences] == [("Hallo", "Welt"), ("Noch",)]
+    assert all(s.tags is None for s in sentences)

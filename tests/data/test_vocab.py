@@ -1,0 +1,37 @@
+from man_tf.data.conll import Sentence
+from man_tf.data.vocab import (PAD_ID, UNK_ID, CharVocabulary, TagVocabulary, WordVocabulary,
+                               load_vocabularies, save_vocabularies)
+
+EN = [Sentence(("Berlin", "is", "big"), ("B-LOC", "O", "O"))]
+DE = [Sentence(("Berlin", "ist", "groß"), None)]
+
+
+def test_per_language_blocks_have_own_rows_and_unk():
+    words = WordVocabulary.build({"en": EN, "de": DE})
+    en, de = words.ids("en", ["berlin", "Berlin", "zzz"]), words.ids("de", ["Berlin", "zzz"])
+    assert en[0] == en[1] and en[2] == words.unk_id("en")
+    assert de[0] != en[0] and de[1] == words.unk_id("de") != words.unk_id("en")
+    assert words.size == (2 + 3) + (2 + 3)
+
+
+def test_shared_table_shares_identical_strings():
+    words = WordVocabulary.build({"en": EN, "de": DE}, shared=True)
+    assert words.ids("en", ["Berlin"]) == words.ids("de", ["Berlin"])
+    assert words.size == 2 + 5
+
+
+def test_tags_and_chars():
+    tags = TagVocabulary.build([Sentence(("a",), ("I-PER",)), Sentence(("b",), ("B-LOC",))])
+    assert tags.tags == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    chars = CharVocabulary.build(EN + DE)
+    assert chars.ids("groß", 3) == [chars.id("g"), chars.id("r"), chars.id("o")]
+    assert chars.id("☃") == UNK_ID and chars.tokens[PAD_ID] == "<pad>"
+
+
+def test_save_load_round_trip(tmp_path):
+    words = WordVocabulary.build({"en": EN, "de": DE})
+    chars, tags = CharVocabulary.build(EN), TagVocabulary.build(EN)
+    save_vocabularies(str(tmp_path), words, chars, tags)
+    w2, c2, t2 = load_vocabularies(str(tmp_path))
+    assert w2.ids("de", ["Berlin", "x"]) == words.ids("de", ["Berlin", "x"])
+    assert c2.tokens == chars.tokens and t2.tags == tags.tags

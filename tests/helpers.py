@@ -1,0 +1,63 @@
+"""Small real batches and tiny models shared by model and training tests."""
+
+import importlib.util
+import os
+
+import keras
+import tensorflow as tf
+
+from man_tf.data import conll, pipeline
+from man_tf.data.vocab import CharVocabulary, TagVocabulary, WordVocabulary
+from man_tf.models import ManMoeTagger
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLE = os.path.join(ROOT, "man_tf", "data", "sample")
+SOURCES, TARGET = ["en", "es", "nl"], "de"
+
+TINY = dict(word_dim=8, char_embedding_dim=6, char_filters=5, char_kernel_sizes=(2, 3),
+            char_output_dim=6, shared_hidden=8, private_hidden=8, expert_hidden=8,
+            discriminator_filters=4, discriminator_kernel_sizes=(2, 3),
+            discriminator_hidden=8, lstm_layers=1)
+NO_DROPOUT = dict(dropout=0.0, word_dropout=0.0, mlp_dropout=0.0, discriminator_dropout=0.0)
+
+
+def sample_corpora():
+    """Encoded sample data: (labeled by source, unlabeled by language, vocabularies)."""
+    sentences = {lang: conll.read_conll(os.path.join(SAMPLE, f"{lang}.train.conll"))
+                 for lang in SOURCES + [TARGET]}
+    words = WordVocabulary.build(sentences)
+    chars = CharVocabulary.build([s for v in sentences.values() for s in v])
+    tags = TagVocabulary.build([s for lang in SOURCES for s in sentences[lang]])
+    languages = SOURCES + [TARGET]
+    labeled = [pipeline.encode(sentences[lang], lang, i, words, chars, tags)
+               for i, lang in enumerate(SOURCES)]
+    unlabeled = [pipeline.encode(sentences[lang], lang, i, words, chars)
+                 for i, lang in enumerate(languages)]
+    return labeled, unlabeled, (words, chars, tags)
+
+
+def tiny_model(vocabularies, seed=0, **overrides):
+    words, chars, tags = vocabularies
+    keras.utils.set_random_seed(seed)
+    kwargs = {**TINY, **overrides}
+    model = ManMoeTagger(num_tags=len(tags), num_sources=len(SOURCES), num_words=words.size,
+                         num_chars=len(chars), num_languages=len(SOURCES) + 1, **kwargs)
+    model.build_all()
+    return model
+
+
+def first_batch(labeled, unlabeled, batch_size=4, seed=0, **kwargs):
+    stream = pipeline.training_stream(labeled, unlabeled, batch_size, seed, **kwargs)
+    return next(iter(stream))
+
+
+def load_config(name):
+    path = os.path.join(ROOT, "configs", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def snapshot(variables):
+    return [tf.identity(v).numpy().copy() for v in variables]

@@ -1,0 +1,35 @@
+import keras
+import numpy as np
+import tensorflow as tf
+
+from man_tf.layers.bilstm import BidirectionalLSTM, BiLSTMEncoder
+
+
+def test_equals_keras_bidirectional_lstm_with_mask():
+    x = tf.random.stateless_normal([4, 9, 5], seed=[1, 2])
+    lengths = tf.constant([9, 4, 1, 6])
+    ours = BidirectionalLSTM(6)
+    ours.build(x.shape)
+    reference = keras.layers.Bidirectional(keras.layers.LSTM(6, return_sequences=True))
+    reference.build((None, None, 5))
+    fk, fr, fb = reference.forward_layer.get_weights()
+    bk, br, bb = reference.backward_layer.get_weights()
+    ours.kernel.assign(np.stack([fk, bk]))
+    ours.recurrent_kernel.assign(np.stack([fr, br]))
+    ours.bias.assign(np.stack([fb, bb]))
+    mask = tf.sequence_mask(lengths, 9)
+    expected = reference(x, mask=mask).numpy() * mask.numpy()[..., None]
+    np.testing.assert_allclose(ours(x, lengths).numpy(), expected, atol=1e-5)
+
+
+def test_padding_content_never_reaches_real_positions():
+    encoder = BiLSTMEncoder(hidden=8, num_layers=2)
+    lengths = tf.constant([3, 5])
+    x = tf.random.stateless_normal([2, 5, 4], seed=[3, 4])
+    noise = tf.random.stateless_normal([2, 5, 4], seed=[5, 6]) * 100.0
+    mask = tf.sequence_mask(lengths, 5, dtype=tf.float32)[..., None]
+    a = encoder(x, lengths).numpy()
+    b = encoder(x * mask + noise * (1 - mask), lengths).numpy()
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    assert (a[0, 3:] == 0).all()
+    assert BiLSTMEncoder.from_config(encoder.get_config()).hidden == 8

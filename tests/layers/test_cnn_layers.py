@@ -1,0 +1,42 @@
+import numpy as np
+import tensorflow as tf
+
+from man_tf.layers import CharCNN, LanguageDiscriminator, MaskedConvPooling
+
+
+def test_conv_pooling_ignores_padding_and_short_sequences_work():
+    pool = MaskedConvPooling(filters=4, kernel_sizes=(2, 3))
+    x = tf.random.stateless_normal([3, 6, 5], seed=[1, 1])
+    lengths = tf.constant([6, 2, 1])
+    mask = tf.sequence_mask(lengths, 6, dtype=tf.float32)[..., None]
+    noisy = x * mask + 50.0 * (1 - mask)
+    np.testing.assert_allclose(pool(x, lengths).numpy(), pool(noisy, lengths).numpy(),
+                               atol=1e-5)
+    assert pool(x, lengths).shape == (3, 8)
+
+
+def test_char_cnn_runs_on_real_tokens_only_and_dedup_is_exact():
+    chars = tf.constant([[[3, 4, 5, 0], [3, 4, 5, 0], [6, 0, 0, 0]],
+                         [[7, 8, 9, 10], [0, 0, 0, 0], [0, 0, 0, 0]]])
+    token_mask = tf.constant([[True, True, True], [True, False, False]])
+    unique = CharCNN(12, 6, 5, (2, 3), 7, dropout=0.0, unique_words=True)
+    plain = CharCNN(12, 6, 5, (2, 3), 7, dropout=0.0, unique_words=False)
+    out = unique(chars, token_mask)
+    plain(chars, token_mask)
+    plain.set_weights(unique.get_weights())
+    np.testing.assert_allclose(out.numpy(), plain(chars, token_mask).numpy(), atol=1e-6)
+    np.testing.assert_array_equal(out[0, 0].numpy(), out[0, 1].numpy())
+    assert (out[1, 1:].numpy() == 0).all()
+
+
+def test_discriminator_shapes_and_padding_invariance():
+    features = tf.random.stateless_normal([4, 7, 10], seed=[2, 2])
+    lengths = tf.constant([7, 3, 5, 1])
+    cnn = LanguageDiscriminator(4, "cnn", filters=6, hidden=8)
+    mlp = LanguageDiscriminator(4, "mlp", hidden=8)
+    assert cnn(features, lengths).shape == (4, 4)
+    assert mlp(features, lengths).shape == (4, 7, 4)
+    mask = tf.sequence_mask(lengths, 7, dtype=tf.float32)[..., None]
+    np.testing.assert_allclose(cnn(features, lengths).numpy(),
+                               cnn(features * mask - 9.0 * (1 - mask), lengths).numpy(),
+                               atol=1e-5)

@@ -1,0 +1,189 @@
+import itertools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from man_tf.data import conll, pipeline
+from man_tf.data.vocab import CharVocabulary, TagVocabulary, WordVocabulary
+from man_tf.training import losses
+from man_tf.training.optimizers import LazyAdam
+from man_tf.training.trainer import AdversarialTrainer
+from tests.conftest import conll_file
+from tests.helpers import (NO_DROPOUT, first_batch, sample_corpora, snapshot, tiny_model)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return sample_corpora()
+
+
+def make_trainer(model, strategy=None, **kwargs):
+    strategy = strategy or tf.distribute.get_strategy()
+    return AdversarialTrainer(model, strategy, num_languages=4, **kwargs)
+
+
+def changed(before, variables):
+    return [not np.array_equal(b, a) for b, a in zip(before, snapshot(variables))]
+
+
+def test_discriminator_update_touches_only_d(data):
+    labeled, unlabeled, vocabularies = data
+    model = tiny_model(vocabularies)
+    trainer = make_trainer(model)
+    batch = first_batch(labeled, unlabeled)
+    main_before, d_before = snapshot(trainer.main_variables), snapshot(trainer.d_variables)
+    trainer._discriminator_update(batch["discriminator"][0])
+    assert not any(changed(main_before, trainer.main_variables))
+    assert all(changed(d_before, trainer.d_variables))
+
+
+def test_main_update_leaves_d_unchanged(data):
+    labeled, unlabeled, vocabularies = data
+    model = tiny_model(vocabularies)
+    trainer = make_trainer(model)
+    batch = first_batch(labeled, unlabeled)
+    main_before, d_before = snapshot(trainer.main_variables), snapshot(trainer.d_variables)
+    trainer._main_update(batch["labeled"], batch["unlabeled"])
+    assert not any(changed(d_before, trainer.d_variables))
+    moved = changed(main_before, trainer.main_variables)
+    assert sum(moved) >= len(moved) - 1  # the unused char <pad> row may not move
+
+
+def test_the_two_optimizers_own_disjoint_variables(data):
+    _, _, vocabularies = data
+    trainer = make_trainer(tiny_model(vocabularies))
+    main = {id(v) for v in trainer.main_variables}
+    d = {id(v) for v in trainer.d_variables}
+    assert main and d and not main & d
+    assert len(main | d) == len(trainer.model.trainable_variables)
+
+
+def test_frozen_embeddings_never_change(data):
+    labeled, unlabeled, vocabularies = data
+    model = tiny_model(vocabularies, word_embeddings_trainable=False)
+    trainer = make_trainer(model)
+    before = model.word_embedding.embeddings.numpy().copy()
+    for batch in itertools.islice(iter(pipeline.training_stream(labeled, unlabeled, 4, 0)), 3):
+        trainer.train_step(batch)
+    np.testing.assert_array_equal(model.word_embedding.embeddings.numpy(), before)
+    assert all(v is not model.word_embedding.embeddings for v in trainer.main_variables)
+
+
+def test_reversal_sends_minus_lambda_gradient_to_shared_encoder(data):
+    labeled, unlabeled, vocabularies = data
+    model = tiny_model(vocabularies, **NO_DROPOUT)
+    batch = first_batch(labeled, unlabeled)["unlabeled"]
+    shared = model.shared_encoder.trainable_variables
+    with tf.GradientTape(persistent=True) as tape:
+        features, mask = model.shared_features(batch)
+        reversed_loss = tf.reduce_sum(model.discriminate(features, batch["lengths"], reverse=True))
+        plain_loss = tf.reduce_sum(model.discriminate(features, batch["lengths"]))
+    for r, p in zip(tape.gradient(reversed_loss, shared), tape.gradient(plain_loss, shared)):
+        np.testing.assert_allclose(r.numpy(), -0.002 * p.numpy(), rtol=1e-4, atol=1e-9)
+
+
+def test_gate_loss_targets_are_source_ids_in_source_order(data):
+    labeled, unlabeled, vocabularies = data
+    model = tiny_model(vocabularies, **NO_DROPOUT)
+    trainer = make_trainer(model, lambd=0.0)
+    batch = first_batch(labeled, unlabeled)["labeled"]
+    out = model(batch)
+    mask = out["mask"]
+    language = batch["language"].numpy()
+    logits = out["gate_logits"].numpy()
+    expected = 0.0
+    for lang in range(3):  # sources en, es, nl are languages / experts 0, 1, 2
+        rows = language == lang
+        token_logits = logits[rows][mask.numpy()[rows]]
+        log_softmax = token_logits - np.log(np.exp(token_logits).sum(-1, keepdims=True))
+        expected += -log_softmax[:, lang].mean()
+    logs = trainer._main_update(batch, None)
+    np.testing.assert_allclose(float(logs["gate_loss"]), expected, rtol=1e-5)
+
+
+def test_masked_positions_never_affect_the_loss(data):
+    labeled, unlabeled, vocabularies = data
+    model = tiny_model(vocabularies, **NO_DROPOUT)
+    batch = first_batch(labeled, unlabeled)["labeled"]
+    mask = tf.sequence_mask(batch["lengths"], tf.shape(batch["words"])[1])
+    garbage = dict(batch, tags=tf.where(mask, batch["tags"], 3),
+                   words=tf.where(mask, batch["words"], 9))
+
+    def task_loss(b):
+        out = model(b)
+        return losses.per_language_mean(
+            losses.negative_log_likelihood(out["log_probs"], b["tags"]), out["mask"],
+            b["language"], 4)
+
+    np.testing.assert_allclose(task_loss(batch).numpy(), task_loss(garbage).numpy(), rtol=1e-6)
+
+
+def test_two_replicas_give_the_same_update_as_one(data):
+    labeled, unlabeled, vocabularies = data
+    batch = first_batch(labeled, unlabeled, batch_size=4, discriminator_steps=1)
+    results = []
+    for strategy in (tf.distribute.get_strategy(),
+                     tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
+        with strategy.scope():
+            model = tiny_model(vocabularies, seed=3, **NO_DROPOUT)
+            trainer = make_trainer(model, strategy)
+        assert strategy.num_replicas_in_sync in (1, 2)
+        dataset = tf.data.Dataset.from_tensors(batch)
+        logs = trainer.train_step(next(iter(trainer.distribute(dataset))))
+        results.append((snapshot(model.variables), {k: float(v) for k, v in logs.items()}))
+    (one, logs_one), (two, logs_two) = results
+    for a, b in zip(one, two):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
+    for key in ("task_loss", "d_loss", "gate_loss", "adversarial_d_loss"):
+        np.testing.assert_allclose(logs_one[key], logs_two[key], rtol=1e-4)
+
+
+def test_tiny_training_run_on_real_conll_lowers_task_loss():
+    sentences = {"en": conll.read_conll(conll_file("eng.testa"))[:300],
+                 "es": conll.read_conll(conll_file("esp.testa"))[:300],
+                 "de": conll.read_conll(conll_file("deu.testa"), labeled=False)[:300]}
+    words = WordVocabulary.build(sentences)
+    chars = CharVocabulary.build([s for v in sentences.values() for s in v])
+    tags = TagVocabulary.build(sentences["en"] + sentences["es"])
+    labeled = [pipeline.encode(sentences[lang], lang, i, words, chars, tags)
+               for i, lang in enumerate(["en", "es"])]
+    unlabeled = [pipeline.encode(sentences[lang], lang, i, words, chars)
+                 for i, lang in enumerate(["en", "es", "de"])]
+    from man_tf.models import ManMoeTagger
+    tf.keras.utils.set_random_seed(0)
+    model = ManMoeTagger(num_tags=len(tags), num_sources=2, num_words=words.size,
+                         num_chars=len(chars), num_languages=3, word_dim=32,
+                         char_embedding_dim=16, char_filters=16, char_output_dim=16,
+                         shared_hidden=32, private_hidden=32, expert_hidden=32,
+                         discriminator_filters=16, discriminator_hidden=32)
+    model.build_all()
+    trainer = AdversarialTrainer(model, tf.distribute.get_strategy(), 3)
+    stream = iter(pipeline.training_stream(labeled, unlabeled, 16, seed=0))
+    history = [float(trainer.train_step(next(stream))["task_loss"]) for _ in range(60)]
+    assert np.mean(history[-10:]) < 0.6 * np.mean(history[:5]), history
+
+
+def test_lazy_adam_equals_adam_when_every_row_is_touched():
+    dense_var = tf.Variable(np.arange(12, dtype=np.float32).reshape(4, 3))
+    lazy_var = tf.Variable(dense_var.numpy())
+    dense, lazy = tf.keras.optimizers.Adam(0.1), LazyAdam(0.1)
+    dense.build([dense_var])
+    lazy.build([lazy_var])
+    for step in range(3):
+        values = tf.constant(np.random.RandomState(step).randn(5, 3), tf.float32)
+        rows = tf.constant([0, 1, 2, 3, 1])  # row 1 twice: summed
+        dense_grad = tf.math.unsorted_segment_sum(values, rows, 4)
+        dense.apply_gradients([(dense_grad, dense_var)])
+        lazy.apply_gradients([(tf.IndexedSlices(values, rows, tf.constant([4, 3])), lazy_var)])
+    np.testing.assert_allclose(lazy_var.numpy(), dense_var.numpy(), rtol=1e-5)
+
+
+def test_lazy_adam_leaves_untouched_rows_alone():
+    var = tf.Variable(tf.ones([4, 2]))
+    lazy = LazyAdam(0.1)
+    lazy.build([var])
+    lazy.apply_gradients([(tf.IndexedSlices(tf.ones([1, 2]), tf.constant([2]),
+                                            tf.constant([4, 2])), var)])
+    np.testing.assert_array_equal(var.numpy()[[0, 1, 3]], 1.0)
+    assert (var.numpy()[2] < 1.0).all()
