@@ -1,0 +1,140 @@
+"""The paper's CoNLL 3->1 protocol, with baselines, on this machine.
+
+    python benchmarks/conll_3to1.py --steps=3000 --targets=de,es,nl \
+        --variants=man_moe,concat_bilstm,no_adversary,no_private_moe
+
+For each target (de, es, nl; the other three languages are labeled sources,
+the target's train file is read without labels), trains with
+``configs/conll_ner.py``, selects the checkpoint on the target dev split
+(testa) and reports entity F1 (conlleval semantics) on testb. Runs go one
+at a time in fresh processes under ``--workroot``; a finished run (its
+results.json at the same budget) is not repeated, and an interrupted one
+resumes from its checkpoint, so the table can be filled over several
+sessions. Results merge into benchmarks/results/conll_3to1.json and .md.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common  # noqa: E402
+
+VARIANTS = {
+    "man_moe": ([], "MAN-MoE as in the paper: F_s + adversary, F_p MoE, C MoE"),
+    "concat_bilstm": (["--config.model.use_private=False", "--config.model.use_tag_moe=False",
+                       "--config.train.lambd=0.0", "--config.train.discriminator_steps=0"],
+                      "one BiLSTM + char-CNN tagger on the concatenated sources: no adversary, "
+                      "no MoE"),
+    "no_adversary": (["--config.train.lambd=0.0", "--config.train.discriminator_steps=0"],
+                     "MAN-MoE with λ = 0 (D, having no effect on the model, is not trained)"),
+    "no_private_moe": (["--config.model.use_private=False"], "MAN-MoE without F_p"),
+}
+PAPER = {"de": 56.00, "es": 73.50, "nl": 72.40}
+
+
+def run(variant, target, steps, workroot, extra):
+    workdir = os.path.join(workroot, f"{variant}-{target}")
+    results_path = os.path.join(workdir, "results.json")
+    if os.path.exists(results_path):
+        with open(results_path, encoding="utf-8") as f:
+            done = json.load(f)
+        if done.get("steps") == steps:
+            return done, None
+    command = [sys.executable, "-m", "man_tf.cli.train", "--config=configs/conll_ner.py",
+               f"--config.target={target}", f"--config.train.steps={steps}",
+               f"--workdir={workdir}", *VARIANTS[variant][0], *extra]
+    print("running:", " ".join(command[1:]), flush=True)
+    start = time.time()
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    subprocess.run(command, cwd=common.ROOT, env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(results_path, encoding="utf-8") as f:
+        return json.load(f), time.time() - start
+
+
+def table(data):
+    lines = ["# CoNLL NER, 3 sources -> 1 target (Chen et al. 2019 protocol)", "",
+             f"`{data['command']}`", "", f"Machine: {data['machine']}. Date: {data['date']}.",
+             f"Budget: {data['config']['steps']} iterations per run (paper: 15,000). "
+             f"Embeddings: {data['config']['embeddings']}.", "",
+             "Entity F1 (conlleval), best checkpoint by target dev F1 (testa); test = testb.",
+             "", "| model | de dev | de test | es dev | es test | nl dev | nl test |",
+             "|---|---|---|---|---|---|---|"]
+    rows = [("MAN-MoE (this run)", data["targets"])]
+    rows += [(name, results) for name, results in data["baselines"].items()]
+    for name, results in rows:
+        cells = []
+        for target in ("de", "es", "nl"):
+            r = results.get(target)
+            cells += [f"{r['dev_f1']:.2f}", f"{r['test_f1']:.2f}"] if r else ["—", "—"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("| paper, MAN-MoE + UMWE embeddings | | 56.00 | | 73.50 | | 72.40 |")
+    lines += ["", "Deviations from the paper:"] + [f"- {d}" for d in data["deviations"]]
+    lines += ["", "Runs (wall time on this machine):", ""]
+    for name, results in [("man_moe", data["targets"])] + list(data["baselines"].items()):
+        for target, r in results.items():
+            lines.append(f"- {name} {target}: best step {r['best_step']}, "
+                         f"{r.get('wall_time_s', float('nan')) / 60:.0f} min, expert weights "
+                         f"on target test {r.get('expert_weights', {})}")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--targets", default="de,es,nl")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--workroot", default=os.path.join(common.ROOT, "workdirs", "conll_3to1"))
+    parser.add_argument("--extra", action="append", default=[],
+                        help="extra --config.* flags for every run")
+    args = parser.parse_args()
+    data = common.load("conll_3to1.json") or {"targets": {}, "baselines": {}}
+    if data.get("config", {}).get("steps") not in (None, args.steps):
+        data = {"targets": {}, "baselines": {}}  # a new budget starts a new table
+    data.update({
+        "command": "python benchmarks/conll_3to1.py " + " ".join(sys.argv[1:]),
+        "machine": common.machine(), "date": common.today(), "commit": common.git_commit(),
+        "paper_test_f1": PAPER,
+        "config": {"file": "configs/conll_ner.py", "steps": args.steps,
+                   "embeddings": "learned per-language word vectors (no pretrained aligned "
+                                 "embeddings on this machine) + character CNN",
+                   "extra_flags": args.extra,
+                   "variants": {k: v[1] for k, v in VARIANTS.items()}},
+        "deviations": [
+            f"{args.steps} iterations instead of 15,000 (CPU time)",
+            "no UMWE/MUSE embeddings: word vectors are learned from the training text; the "
+            "paper uses fixed UMWE vectors",
+            "precision mixed_bfloat16 (train.precision=auto on this CPU)",
+            "one run per cell (seed 1); the paper averages several runs",
+            "unlabeled text of each language = its CoNLL train file with labels unread"],
+    })
+    throughput = common.load("speed.json")
+    if throughput:
+        default = next(iter(throughput["variants"].values()))
+        data["throughput"] = {k: default[k] for k in ("iterations_per_s", "source_tokens_per_s",
+                                                       "eval_sentences_per_s")}
+        data["throughput"]["source"] = "benchmarks/results/speed.json (default variant)"
+    for target in args.targets.split(","):
+        for variant in args.variants.split(","):
+            result, wall = run(variant, target, args.steps, args.workroot, args.extra)
+            entry = {"dev_f1": result["dev_f1"], "test_f1": result["test_f1"],
+                     "steps": result["steps"], "best_step": result["best_step"],
+                     "expert_weights": result.get("test_expert_weights", {})}
+            store = data["targets"] if variant == "man_moe" else \
+                data["baselines"].setdefault(variant, {})
+            previous = store.get(target, {})
+            entry["wall_time_s"] = wall if wall is not None else previous.get("wall_time_s")
+            store[target] = entry
+            common.save("conll_3to1.json", data)
+            with open(os.path.join(common.RESULTS, "conll_3to1.md"), "w",
+                      encoding="utf-8") as f:
+                f.write(table(data))
+            print(variant, target, entry, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Training and evaluation throughput of the default CoNLL config on this machine.
+
+    python benchmarks/speed.py [--steps=30] [--warmup=5]
+
+Times one training iteration (k=1 D update + one main update over one
+labeled batch per source and one unlabeled batch per language) for the
+default layer sizes, target de, in several variants (precision, char-CNN,
+XLA), and evaluation (forward pass) sentences/s on deu.testa. Writes
+benchmarks/results/speed.json and speed.md.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common  # noqa: E402
+
+VARIANTS = {
+    "default (auto precision: mixed_bfloat16 here)": {},
+    "float32": {"train.precision": "float32"},
+    "no char-CNN (bf16)": {"model.use_char_cnn": False},
+}
+
+
+def measure(overrides, steps, warmup):
+    """Runs in a fresh process so each variant gets its own TF runtime."""
+    code = f"""
+import json, time, sys
+sys.path.insert(0, {common.ROOT!r})
+import importlib.util
+spec = importlib.util.spec_from_file_location("c", {os.path.join(common.ROOT, 'configs', 'conll_ner.py')!r})
+m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+config = m.get_config()
+config.data.root = {os.path.normpath(os.path.join(common.ROOT, '..', 'shared', 'data', 'conll'))!r}
+for key, value in json.loads({json.dumps(json.dumps(overrides))}).items():
+    section, field = key.split(".")
+    config[section][field] = value
+import tensorflow as tf
+from man_tf.cli import experiment
+from man_tf.data import pipeline
+from man_tf.models import inference
+from man_tf.training import strategy as strategies
+from man_tf.training.trainer import AdversarialTrainer
+precision = strategies.set_precision(config.train.precision)
+data = experiment.load_data(config)
+words, chars, tags = experiment.build_vocabularies(config, data)
+labeled, unlabeled = experiment.encode_data(config, data, words, chars, tags)
+model = experiment.build_model(config, words.size, len(chars), len(tags), len(data.sources))
+model.build_all()
+trainer = AdversarialTrainer(model, tf.distribute.get_strategy(), len(data.languages),
+                             jit_compile=config.train.jit_compile)
+stream = pipeline.training_stream([labeled[l] for l in data.sources],
+                                  [unlabeled[l] for l in data.languages], 16, 1)
+it = iter(stream)
+for _ in range({warmup}):
+    trainer.train_step(next(it))
+tokens, start = 0, time.perf_counter()
+for _ in range({steps}):
+    batch = next(it)
+    tokens += int(tf.reduce_sum(batch["labeled"]["lengths"]))
+    logs = trainer.train_step(batch)
+float(logs["task_loss"])
+elapsed = time.perf_counter() - start
+corpus = pipeline.encode(data.dev["de"], "de", 3, words, chars, tags)
+predict = inference.make_predict_fn(model)
+inference.predict_corpus(predict, pipeline.evaluation_batches(corpus, 128), len(corpus))
+start = time.perf_counter()
+inference.predict_corpus(predict, pipeline.evaluation_batches(corpus, 128), len(corpus))
+eval_elapsed = time.perf_counter() - start
+print("RESULT " + json.dumps({{"precision": precision, "seconds_per_iteration": elapsed / {steps},
+    "iterations_per_s": {steps} / elapsed, "source_tokens_per_s": tokens / elapsed,
+    "eval_sentences_per_s": len(corpus) / eval_elapsed, "parameters": model.count_params()}}))
+"""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    for line in done.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise RuntimeError(done.stderr[-3000:])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    args = parser.parse_args()
+    results = {}
+    for name, overrides in VARIANTS.items():
+        results[name] = {"overrides": overrides, **measure(overrides, args.steps, args.warmup)}
+        print(name, json.dumps(results[name]), flush=True)
+    data = {"command": "python benchmarks/speed.py " + " ".join(sys.argv[1:]),
+            "machine": common.machine(), "date": common.today(), "commit": common.git_commit(),
+            "steps_timed": args.steps, "warmup_steps": args.warmup,
+            "reference": "authors' PyTorch code, same data and config on this machine: about "
+                         "3.6 s/iteration (char-CNN on), 1.5 s (off); goal < 0.7 s",
+            "variants": results}
+    common.save("speed.json", data)
+    lines = [f"# Training speed, CoNLL 3->1 (target de), default layer sizes",
+             "", f"`{data['command']}` on {data['machine']}, {data['date']} (commit "
+             f"{data['commit']}). Mean of {args.steps} iterations after {args.warmup} warm-up.",
+             "", "| variant | precision | s/iteration | iterations/s | source tokens/s | "
+             "eval sentences/s |", "|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['precision']} | {r['seconds_per_iteration']:.3f} | "
+                     f"{r['iterations_per_s']:.2f} | {r['source_tokens_per_s']:.0f} | "
+                     f"{r['eval_sentences_per_s']:.0f} |")
+    lines += ["", data["reference"] + "."]
+    with open(os.path.join(common.RESULTS, "speed.md"), "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
