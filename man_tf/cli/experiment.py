@@ -44,7 +44,8 @@ def resolve_languages(config):
     return sources, target
 
 
-def _path(config, lang, split):
+def data_path(config, lang, split):
+    """The configured file of a language's split with ``{root}`` filled in, or None."""
     spec = config.data.languages[lang]
     if split not in spec or not spec[split]:
         return None
@@ -82,18 +83,18 @@ def load_data(config, splits=("train", "dev", "test")):
     data = Data(sources, target, {}, {}, {}, {})
     for lang in data.languages:
         if "train" in splits:
-            unlabeled_path = _path(config, lang, "unlabeled") or _path(config, lang, "train")
+            unlabeled_path = data_path(config, lang, "unlabeled") or data_path(config, lang, "train")
             if unlabeled_path is None:
                 raise ConfigError(f"language {lang!r} has no 'train' (or 'unlabeled') file in "
                                   f"config.data.languages.{lang}")
             data.unlabeled[lang] = _read(unlabeled_path, False, encoding)
             if lang in sources:
-                train_path = _path(config, lang, "train")
+                train_path = data_path(config, lang, "train")
                 if train_path is None:
                     raise ConfigError(f"source {lang!r} has no labeled 'train' file")
                 data.labeled[lang] = _read(train_path, True, encoding)
         for split, store in (("dev", data.dev), ("test", data.test)):
-            path = _path(config, lang, split) if split in splits else None
+            path = data_path(config, lang, split) if split in splits else None
             if path:
                 store[lang] = _read(path, True, encoding)
     if "train" in splits:

@@ -7,6 +7,7 @@ Writes to the workdir: config.json, vocab.json, checkpoints/ (latest), best/
 (best target dev F1), tensorboard/, train.log, results.json.
 """
 
+import logging as std_logging
 import os
 import sys
 import time
@@ -189,8 +190,10 @@ def main(argv):
     del argv
     workdir = FLAGS.workdir
     os.makedirs(workdir, exist_ok=True)
-    logging.get_absl_handler().use_absl_log_file("train", workdir)
-    logging.set_stderrthreshold("info")
+    handler = std_logging.FileHandler(os.path.join(workdir, "train.log"), encoding="utf-8")
+    handler.setFormatter(logging.PythonFormatter())
+    logging.get_absl_logger().addHandler(handler)
+    logging.set_verbosity(logging.INFO)
     from man_tf.cli.experiment import ConfigError
     from man_tf.data.errors import DataError
     try:

@@ -75,6 +75,8 @@ def test_command_line(tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "de: dev F1" in done.stdout
+    log = open(os.path.join(workdir, "train.log"), encoding="utf-8").read()
+    assert "step 20/20" in log and "done: best step" in log
     bad = subprocess.run(
         [sys.executable, "-m", "man_tf.cli.train", "--config=configs/sample_ner.py",
          "--config.target=xx", f"--workdir={workdir}x"],

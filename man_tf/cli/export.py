@@ -1,0 +1,101 @@
+"""man-tf-export: write a trained tagger as a TensorFlow Serving SavedModel.
+
+    man-tf-export --workdir=workdirs/de --export_base=saved_models/conll_de
+
+Writes ``<export_base>/<next version>/`` (never overwriting a version); see
+``man_tf/export/tagger_serving.py`` for the signatures.
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+
+import man_tf
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    flags.DEFINE_string("workdir", None, "A man-tf-train workdir.")
+    flags.DEFINE_string("export_base", None, "Folder of versions, e.g. saved_models/conll_de.")
+    flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint to export.")
+    flags.mark_flags_as_required(["workdir", "export_base"])
+
+
+def _warmup_examples(config, languages):
+    """A few real sentences per language from the training config's files."""
+    from man_tf.cli import experiment
+    from man_tf.data import conll
+
+    texts, codes = [], []
+    for lang in languages:
+        for split in ("dev", "test", "train", "unlabeled"):
+            path = experiment.data_path(config, lang, split)
+            if path and os.path.exists(path) and not path.endswith(".txt"):
+                for sentence in conll.read_conll(path, config.data.encoding, labeled=False)[:2]:
+                    texts.append(" ".join(sentence.tokens))
+                    codes.append(lang)
+                break
+    if not texts:
+        texts, codes = ["Angela Merkel visited Paris ."], [languages[0]]
+    return [(texts, codes), (texts[:1], codes[:1])]
+
+
+def export(workdir, export_base, which="best"):
+    """Returns the path of the new version."""
+    from man_tf.cli import experiment
+    from man_tf.data import vocab
+    from man_tf.export.saved_model import export_serving
+    from man_tf.export.tagger_serving import TaggerServing
+    from man_tf.training import checkpoints, strategy as strategies
+
+    config = experiment.load_config(workdir)
+    # Served in float32: a serving CPU may lack bf16, and variables are float32.
+    strategies.set_precision("float32")
+    sources, target = experiment.resolve_languages(config)
+    languages = [*sources, target]
+    words, chars, tags = vocab.load_vocabularies(workdir)
+    model = experiment.build_model(config, words.size, len(chars), len(tags), len(sources))
+    model.build_all()
+    path = checkpoints.checkpoint_path(workdir, which)
+    if path is None:
+        raise experiment.ConfigError(f"{workdir}: no {which} checkpoint; train first")
+    checkpoints.restore_model(model, path)
+    serving = TaggerServing(model, words, chars, tags, languages, config.data.max_chars)
+    metadata = {"man_tf_version": man_tf.__version__, "task": "tagging",
+                "languages": languages, "target": target,
+                "expert_languages": sources, "tags": tags.tags,
+                "checkpoint": os.path.abspath(path),
+                "signatures": {
+                    "serving_default": {"inputs": {"text": "string [batch]",
+                                                   "language": "string [batch]"}},
+                    "tag_tokens": {"inputs": {"tokens": "string [batch, time]",
+                                              "lengths": "int32 [batch]",
+                                              "language": "string [batch]"}},
+                    "outputs": {"tokens": "string [batch, time]", "tags": "string [batch, time]",
+                                "tag_scores": "float32 [batch, time]",
+                                "lengths": "int32 [batch]",
+                                "expert_weights": "float32 [batch, time, expert_languages]"}}}
+    return export_serving(serving, export_base, metadata, _warmup_examples(config, languages))
+
+
+def main(argv):
+    del argv
+    from man_tf.cli.experiment import ConfigError
+    try:
+        path = export(FLAGS.workdir, FLAGS.export_base, FLAGS.checkpoint)
+    except (ConfigError, FileExistsError) as e:
+        logging.error("%s", e)
+        print(f"man-tf-export: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(f"exported {path}")
+
+
+def run():
+    define_flags()
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,104 @@
+"""man-tf-predict: tag text with an exported SavedModel (no training code needed).
+
+    echo "Angela Weber besuchte Berlin ." | man-tf-predict --model=saved_models/conll_de --language=de
+    man-tf-predict --model=saved_models/conll_de/3 --language=de --input=news.txt --format=jsonl
+    man-tf-predict --model=... --language=de --input=tokens.txt --tokenized
+
+``--model`` is a version folder or an export base (its highest version).
+Input: one sentence per line (raw text, or whitespace-separated tokens with
+``--tokenized``). Output: CoNLL columns (token tag) or JSON lines with tokens,
+tags, scores and the per-source expert weights averaged over the sentence.
+"""
+
+import json
+import os
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    flags.DEFINE_string("model", None, "SavedModel version folder or export base.")
+    flags.DEFINE_string("language", None, "Language code of the input (a trained language).")
+    flags.DEFINE_string("input", "-", "Input file, '-' for stdin.")
+    flags.DEFINE_enum("format", "conll", ["conll", "jsonl"], "Output format.")
+    flags.DEFINE_bool("tokenized", False, "Input lines are whitespace-separated tokens.")
+    flags.DEFINE_integer("batch_size", 64, "Sentences per request.")
+    flags.mark_flags_as_required(["model", "language"])
+
+
+def resolve_model_dir(path):
+    """A version folder as is; an export base -> its highest integer version."""
+    if os.path.exists(os.path.join(path, "saved_model.pb")):
+        return path
+    versions = sorted(int(n) for n in os.listdir(path) if n.isdigit()) \
+        if os.path.isdir(path) else []
+    if not versions:
+        raise FileNotFoundError(f"{path}: neither a SavedModel nor a folder of versions")
+    return os.path.join(path, str(versions[-1]))
+
+
+def predict_lines(model_dir, lines, language, tokenized=False, batch_size=64):
+    """Yields one dict per input line."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the tokenizer ops)
+
+    loaded = tf.saved_model.load(model_dir)
+    with open(os.path.join(model_dir, "assets.extra", "man_tf.json"), encoding="utf-8") as f:
+        experts = json.load(f)["expert_languages"]
+    for start in range(0, len(lines), batch_size):
+        chunk = lines[start:start + batch_size]
+        codes = tf.constant([language] * len(chunk))
+        if tokenized:
+            split = [line.split() for line in chunk]
+            width = max([len(s) for s in split] + [1])
+            tokens = tf.constant([s + [""] * (width - len(s)) for s in split])
+            out = loaded.signatures["tag_tokens"](
+                tokens=tokens, lengths=tf.constant([len(s) for s in split], tf.int32),
+                language=codes)
+        else:
+            out = loaded.signatures["serving_default"](text=tf.constant(chunk), language=codes)
+        out = {k: v.numpy() for k, v in out.items()}
+        for row, text in enumerate(chunk):
+            n = int(out["lengths"][row])
+            weights = out["expert_weights"][row, :n].mean(axis=0) if n else [0.0] * len(experts)
+            yield {"text": text,
+                   "tokens": [t.decode("utf-8") for t in out["tokens"][row, :n]],
+                   "tags": [t.decode("utf-8") for t in out["tags"][row, :n]],
+                   "scores": [round(float(s), 4) for s in out["tag_scores"][row, :n]],
+                   "expert_weights": {e: round(float(w), 4) for e, w in zip(experts, weights)}}
+
+
+def main(argv):
+    del argv
+    stream = sys.stdin if FLAGS.input == "-" else open(FLAGS.input, encoding="utf-8")
+    lines = [line.rstrip("\n") for line in stream]
+    try:
+        model_dir = resolve_model_dir(FLAGS.model)
+        for result in predict_lines(model_dir, lines, FLAGS.language, FLAGS.tokenized,
+                                    FLAGS.batch_size):
+            if FLAGS.format == "jsonl":
+                print(json.dumps(result, ensure_ascii=False))
+            else:
+                for token, tag in zip(result["tokens"], result["tags"]):
+                    print(f"{token} {tag}")
+                print()
+    except FileNotFoundError as e:
+        print(f"man-tf-predict: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as e:  # noqa: BLE001  -- a server-side error message, e.g. unknown language
+        if type(e).__name__ == "InvalidArgumentError":
+            print(f"man-tf-predict: error: {str(e).splitlines()[0]}", file=sys.stderr)
+            sys.exit(2)
+        raise
+
+
+def run():
+    define_flags()
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,1 @@
+"""SavedModels for TensorFlow Serving: raw text in, tags and expert weights out."""
