@@ -1,0 +1,129 @@
+"""Serving latency and throughput of an exported tagger on this machine.
+
+    python benchmarks/serving.py [--requests=300]
+
+Builds the default CoNLL model (target de; vocabularies from the real
+files; weights untrained: they do not change the cost), exports it with
+``man-tf-export``'s code, loads the SavedModel the way TF Serving runs it (a
+``tf.saved_model.load`` signature call on raw text: in-graph tokenization,
+lookups, model, tag strings) and measures batch-1 latency on 20-token German
+sentences (p50/p99 over ``--requests`` calls) and batch-64 throughput; then
+the same for the in-memory Keras model on pre-encoded ids (no tokenization
+or lookups). Writes benchmarks/results/serving.json and serving.md.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common  # noqa: E402
+
+
+def timed(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return np.array(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--batches", type=int, default=30)
+    args = parser.parse_args()
+    import importlib.util
+
+    import keras
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401
+
+    from man_tf.cli import experiment
+    from man_tf.data import pipeline
+    from man_tf.export.saved_model import export_serving
+    from man_tf.export.tagger_serving import TaggerServing
+    from man_tf.models import inference
+
+    spec = importlib.util.spec_from_file_location(
+        "conll_ner", os.path.join(common.ROOT, "configs", "conll_ner.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    config.data.root = os.path.normpath(os.path.join(common.ROOT, "..", "shared", "data", "conll"))
+    keras.mixed_precision.set_global_policy("float32")
+    data = experiment.load_data(config, splits=("train", "dev"))
+    words, chars, tags = experiment.build_vocabularies(config, data)
+    model = experiment.build_model(config, words.size, len(chars), len(tags), len(data.sources))
+    model.build_all()
+    serving = TaggerServing(model, words, chars, tags, data.languages, config.data.max_chars)
+    sentences = [s for s in data.dev["de"] if len(s) >= 20]
+    texts = [" ".join(s.tokens[:20]) for s in sentences]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_serving(serving, os.path.join(tmp, "m"), {"languages": data.languages},
+                              [(texts[:2], ["de", "de"])])
+        signature = tf.saved_model.load(path).signatures["serving_default"]
+        one = [(tf.constant([t]), tf.constant(["de"])) for t in texts]
+        batch = (tf.constant((texts * 64)[:64]), tf.constant(["de"] * 64))
+        for i in range(10):
+            signature(text=one[i][0], language=one[i][1])
+        it = iter(range(10**9))
+        latency = timed(lambda: signature(text=one[next(it) % len(one)][0],
+                                          language=one[0][1]), args.requests)
+        signature(text=batch[0], language=batch[1])
+        throughput = timed(lambda: signature(text=batch[0], language=batch[1]), args.batches)
+
+    corpus = pipeline.encode(sentences, "de", data.languages.index("de"), words, chars, None,
+                             config.data.max_chars, max_length=20)
+    predict = inference.make_predict_fn(model)
+    singles = [b for b in pipeline.evaluation_batches(corpus, 1, labeled=False)]
+    sixty_four = next(iter(pipeline.evaluation_batches(corpus, 64, labeled=False)))
+    strip = lambda b: {k: b[k] for k in ("words", "chars", "lengths")}
+    for b in singles[:10]:
+        predict(strip(b))
+    it2 = iter(range(10**9))
+    keras_latency = timed(lambda: predict(strip(singles[next(it2) % len(singles)]))["ids"].numpy(),
+                          args.requests)
+    predict(strip(sixty_four))
+    keras_throughput = timed(lambda: predict(strip(sixty_four))["ids"].numpy(), args.batches)
+
+    def summary(latencies, batches):
+        return {"latency_ms": {"p50": float(np.percentile(latencies, 50) * 1e3),
+                               "p99": float(np.percentile(latencies, 99) * 1e3)},
+                "throughput_sentences_per_s": float(64 / np.median(batches))}
+
+    data_out = {"command": "python benchmarks/serving.py " + " ".join(sys.argv[1:]),
+                "machine": common.machine(), "date": common.today(),
+                "commit": common.git_commit(),
+                "model": "configs/conll_ner.py defaults (target de), float32, untrained weights",
+                "input": "German dev sentences cut to 20 tokens; batch 1 for latency, 64 for "
+                         "throughput",
+                "saved_model": summary(latency, throughput),
+                "keras_in_memory": summary(keras_latency, keras_throughput),
+                "notes": "saved_model: raw text in (tokenization, lookups, model, tag strings in "
+                         "the graph), loaded with tf.saved_model.load as TF Serving runs the "
+                         "graph, without the server's RPC overhead; keras_in_memory: the Keras "
+                         "model's compiled forward pass on pre-encoded ids"}
+    common.save("serving.json", data_out)
+    lines = ["# Serving speed (CPU)", "", f"`{data_out['command']}` on {data_out['machine']}, "
+             f"{data_out['date']} (commit {data_out['commit']}). {data_out['model']}; "
+             f"{data_out['input']}.", "",
+             "| path | p50 latency, batch 1 (ms) | p99 latency (ms) | sentences/s, batch 64 |",
+             "|---|---|---|---|"]
+    for name in ("saved_model", "keras_in_memory"):
+        r = data_out[name]
+        lines.append(f"| {name} | {r['latency_ms']['p50']:.1f} | {r['latency_ms']['p99']:.1f} | "
+                     f"{r['throughput_sentences_per_s']:.0f} |")
+    lines += ["", data_out["notes"] + "."]
+    with open(os.path.join(common.RESULTS, "serving.md"), "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
