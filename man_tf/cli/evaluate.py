@@ -9,9 +9,8 @@ Prints conlleval's report (overall and per entity type), and writes
 """
 
 import os
-import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 FLAGS = flags.FLAGS
 
@@ -31,42 +30,33 @@ def define_flags():
 def evaluate(workdir, split="test", input_path=None, language=None, which="best", output=None):
     """Returns ``(SpanScores, output prefix)``."""
     from man_tf.cli import experiment
-    from man_tf.data import conll, pipeline, vocab
+    from man_tf.data import conll, pipeline
     from man_tf.data.textio import atomic_write_json, atomic_write_text
     from man_tf.evaluation import tagging
     from man_tf.evaluation.span_f1 import format_report
     from man_tf.models import inference
-    from man_tf.training import checkpoints, strategy as strategies
 
-    config = experiment.load_config(workdir)
-    strategies.set_precision(config.train.precision)
-    sources, target = experiment.resolve_languages(config)
-    languages = [*sources, target]
-    language = language or target
+    trained = experiment.load_trained(workdir, which)
+    config, tags = trained.config, trained.tags
+    languages = trained.languages
+    language = language or trained.target
     if language not in languages:
         raise experiment.ConfigError(f"language {language!r} was not trained; the model knows "
                                      f"{languages}")
     if input_path is None:
-        spec = config.data.languages[language]
-        if split not in spec:
+        input_path = experiment.data_path(config, language, split)
+        if input_path is None:
             raise experiment.ConfigError(f"{language} has no {split!r} file in the config; "
                                          f"pass --input")
-        input_path = spec[split].format(root=config.data.root)
         name = f"{language}.{split}"
     else:
         name = f"{language}.{os.path.basename(input_path)}"
     sentences = conll.read_conll(input_path, encoding=config.data.encoding)
-    words, chars, tags = vocab.load_vocabularies(workdir)
     unknown = sorted({t for s in sentences for t in s.tags} - set(tags.tags))
     if unknown:
         raise experiment.ConfigError(f"{input_path}: tags {unknown} were never seen in "
                                      f"training (trained tags: {tags.tags})")
-    model = experiment.build_model(config, words.size, len(chars), len(tags), len(sources))
-    model.build_all()
-    path = checkpoints.checkpoint_path(workdir, which)
-    if path is None:
-        raise experiment.ConfigError(f"{workdir}: no {which} checkpoint; train first")
-    checkpoints.restore_model(model, path)
+    model, words, chars, path = trained.model, trained.words, trained.chars, trained.checkpoint
     corpus = pipeline.encode(sentences, language, languages.index(language), words, chars, tags,
                              config.data.max_chars)
     ids, gates = inference.predict_corpus(
@@ -78,22 +68,17 @@ def evaluate(workdir, split="test", input_path=None, language=None, which="best"
     atomic_write_text(output + ".conll", "".join(tagging.conll_lines(sentences, predicted)))
     atomic_write_json(output + ".json", {
         "input": input_path, "language": language, "checkpoint": path, **scores.to_dict(),
-        "expert_weights": dict(zip(sources, map(float, inference.mean_gate(gates))))})
+        "expert_weights": dict(zip(trained.sources, map(float, inference.mean_gate(gates))))})
     print(format_report(scores))
     return scores, output
 
 
 def main(argv):
     del argv
-    from man_tf.cli.experiment import ConfigError
-    from man_tf.data.errors import DataError
-    try:
+    from man_tf.cli.experiment import user_errors
+    with user_errors("man-tf-evaluate"):
         scores, output = evaluate(FLAGS.workdir, FLAGS.split, FLAGS.input, FLAGS.language,
                                   FLAGS.checkpoint, FLAGS.output)
-    except (ConfigError, DataError) as e:
-        logging.error("%s", e)
-        print(f"man-tf-evaluate: error: {e}", file=sys.stderr)
-        sys.exit(2)
     print(f"F1 {scores.f1:.2f}; predictions in {output}.conll, scores in {output}.json")
 
 

@@ -4,9 +4,11 @@ Languages are ordered sources first (in config order), then the target, so a
 source's language id is also its expert index in every mixture of experts.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
+import sys
 
 import ml_collections
 import numpy as np
@@ -207,3 +209,50 @@ def load_config(workdir):
         raise ConfigError(f"{path}: not found; is {workdir!r} a man-tf-train workdir?")
     with open(path, encoding="utf-8") as f:
         return ml_collections.ConfigDict(json.load(f))
+
+
+@dataclasses.dataclass
+class Trained:
+    """A trained model restored from a workdir, with what it was trained with."""
+
+    config: ml_collections.ConfigDict
+    sources: list
+    target: str
+    words: vocab.WordVocabulary
+    chars: vocab.CharVocabulary
+    tags: vocab.TagVocabulary
+    model: object
+    checkpoint: str
+
+    @property
+    def languages(self):
+        return [*self.sources, self.target]
+
+
+def load_trained(workdir, which="best", precision=None):
+    """Rebuilds the model of a workdir and restores its ``best``/``latest``
+    checkpoint. ``precision`` overrides the config's dtype policy."""
+    from man_tf.training import checkpoints, strategy as strategies
+
+    config = load_config(workdir)
+    strategies.set_precision(precision or config.train.precision)
+    sources, target = resolve_languages(config)
+    words, chars, tags = vocab.load_vocabularies(workdir)
+    model = build_model(config, words.size, len(chars), len(tags), len(sources))
+    model.build_all()
+    path = checkpoints.checkpoint_path(workdir, which)
+    if path is None:
+        raise ConfigError(f"{workdir}: no {which} checkpoint; train first")
+    checkpoints.restore_model(model, path)
+    return Trained(config, sources, target, words, chars, tags, model, path)
+
+
+@contextlib.contextmanager
+def user_errors(command):
+    """Turns errors in the user's input or config into one clear line and exit 2."""
+    try:
+        yield
+    except (ConfigError, DataError, FileExistsError, FloatingPointError) as e:
+        logging.error("%s", e)
+        print(f"{command}: error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -7,9 +7,8 @@ Writes ``<export_base>/<next version>/`` (never overwriting a version); see
 """
 
 import os
-import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 import man_tf
 
@@ -45,23 +44,14 @@ def _warmup_examples(config, languages):
 def export(workdir, export_base, which="best"):
     """Returns the path of the new version."""
     from man_tf.cli import experiment
-    from man_tf.data import vocab
     from man_tf.export.saved_model import export_serving
     from man_tf.export.tagger_serving import TaggerServing
-    from man_tf.training import checkpoints, strategy as strategies
 
-    config = experiment.load_config(workdir)
     # Served in float32: a serving CPU may lack bf16, and variables are float32.
-    strategies.set_precision("float32")
-    sources, target = experiment.resolve_languages(config)
-    languages = [*sources, target]
-    words, chars, tags = vocab.load_vocabularies(workdir)
-    model = experiment.build_model(config, words.size, len(chars), len(tags), len(sources))
-    model.build_all()
-    path = checkpoints.checkpoint_path(workdir, which)
-    if path is None:
-        raise experiment.ConfigError(f"{workdir}: no {which} checkpoint; train first")
-    checkpoints.restore_model(model, path)
+    trained = experiment.load_trained(workdir, which, precision="float32")
+    config, tags, languages = trained.config, trained.tags, trained.languages
+    sources, target, path = trained.sources, trained.target, trained.checkpoint
+    model, words, chars = trained.model, trained.words, trained.chars
     serving = TaggerServing(model, words, chars, tags, languages, config.data.max_chars)
     metadata = {"man_tf_version": man_tf.__version__, "task": "tagging",
                 "languages": languages, "target": target,
@@ -82,13 +72,9 @@ def export(workdir, export_base, which="best"):
 
 def main(argv):
     del argv
-    from man_tf.cli.experiment import ConfigError
-    try:
+    from man_tf.cli.experiment import user_errors
+    with user_errors("man-tf-export"):
         path = export(FLAGS.workdir, FLAGS.export_base, FLAGS.checkpoint)
-    except (ConfigError, FileExistsError) as e:
-        logging.error("%s", e)
-        print(f"man-tf-export: error: {e}", file=sys.stderr)
-        sys.exit(2)
     print(f"exported {path}")
 
 

@@ -9,7 +9,6 @@ Writes to the workdir: config.json, vocab.json, checkpoints/ (latest), best/
 
 import logging as std_logging
 import os
-import sys
 import time
 
 from absl import app, flags, logging
@@ -194,14 +193,9 @@ def main(argv):
     handler.setFormatter(logging.PythonFormatter())
     logging.get_absl_logger().addHandler(handler)
     logging.set_verbosity(logging.INFO)
-    from man_tf.cli.experiment import ConfigError
-    from man_tf.data.errors import DataError
-    try:
+    from man_tf.cli.experiment import user_errors
+    with user_errors("man-tf-train"):
         results = train(FLAGS.config, workdir)
-    except (ConfigError, DataError, FloatingPointError) as e:
-        logging.error("%s", e)
-        print(f"man-tf-train: error: {e}", file=sys.stderr)
-        sys.exit(2)
     print(f"{results['target']}: dev F1 {results.get('dev_f1', float('nan')):.2f}  "
           f"test F1 {results.get('test_f1', float('nan')):.2f}  "
           f"(best step {results['best_step']}; results in {workdir}/results.json)")
