@@ -79,6 +79,7 @@ def get_config():
     train.tag_gate_loss_weight = 0.01    # C's expert-gate loss
     train.precision = "auto"             # auto: mixed_bfloat16 where the CPU/GPU has bf16, else float32
     train.jit_compile = False
+    train.deterministic = False          # True: deterministic TF ops (exact resume; slower on GPU)
     train.strategy = "default"           # "default" | "mirrored"
     train.num_cpu_devices = 0            # >1: that many logical CPU devices (testing "mirrored")
     train.log_every = 50
@@ -87,4 +88,5 @@ def get_config():
     train.checkpoint_every = 500
     train.keep_checkpoints = 3
     train.eval_batch_size = 128
+    train.profile_steps = ""             # "START,END": TensorBoard profiler trace of those steps
     return config

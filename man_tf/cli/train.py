@@ -7,6 +7,7 @@ Writes to the workdir: config.json, vocab.json, checkpoints/ (latest), best/
 (best target dev F1), tensorboard/, train.log, results.json.
 """
 
+import json
 import logging as std_logging
 import os
 import time
@@ -22,7 +23,37 @@ def define_flags():
     # functions here can be imported next to other commands' flags.
     config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
     flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, results.")
+    flags.DEFINE_string("profile_steps", None,
+                        "START,END: trace these steps with the TensorBoard profiler "
+                        "(same as --config.train.profile_steps).")
     flags.mark_flags_as_required(["config", "workdir"])
+
+
+class MetricsHistory:
+    """Appends one JSON line per logged step to ``metrics.jsonl`` (read by
+    man-tf-report). A line cut by a crash is skipped by the reader."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def add(self, kind, step, **values):
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"kind": kind, "step": step, **values}) + "\n")
+
+
+def _profile_range(spec):
+    """``"START,END"`` -> (start, end) steps to trace, or None."""
+    from man_tf.cli.experiment import ConfigError
+    if not spec:
+        return None
+    try:
+        start, end = (int(x) for x in str(spec).split(","))
+    except ValueError:
+        raise ConfigError(f"profile_steps must be 'START,END' (two step numbers), got {spec!r}") \
+            from None
+    if not 0 <= start < end:
+        raise ConfigError(f"profile_steps: need 0 <= START < END, got {spec!r}")
+    return start, end
 
 
 def train(config, workdir):
@@ -41,6 +72,8 @@ def train(config, workdir):
 
     strategies.configure_cpu_devices(config.train.num_cpu_devices)
     tf.keras.utils.set_random_seed(config.seed)
+    if config.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
     precision = strategies.set_precision(config.train.precision)
     os.makedirs(workdir, exist_ok=True)
 
@@ -73,22 +106,22 @@ def train(config, workdir):
             config.train.d_learning_rate, config.train.lambd, config.train.discriminator_steps,
             config.train.gate_loss_weight, config.train.tag_gate_loss_weight,
             config.train.jit_compile)
+        dataset = pipeline.training_stream(
+            [labeled[lang] for lang in data.sources],
+            [unlabeled[lang] for lang in data.languages], config.train.batch_size, config.seed,
+            config.train.discriminator_steps, trainer.adversarial, tuple(config.data.buckets))
+        iterator = iter(trainer.distribute(dataset))
+        # The data iterator's position (shuffle buffers of row ids, buckets)
+        # is checkpointed too: a resumed run sees the batches an uninterrupted
+        # run would have seen.
         state = checkpoints.TrainingState(workdir, model, trainer.optimizer, trainer.d_optimizer,
-                                          config.train.keep_checkpoints)
+                                          config.train.keep_checkpoints, iterator=iterator)
         restored = state.restore_latest()
     start = int(state.step.numpy())
     logging.info("%s at step %d; %d parameters; %d replica(s); per-language batch %d, "
                  "global batch %d sentences per stream", "resumed" if restored else "starting",
                  start, model.count_params(), replicas, config.train.batch_size,
                  config.train.batch_size * len(data.sources))
-
-    # A resumed run draws fresh batches (seeded by the step) instead of
-    # replaying the first ones.
-    dataset = pipeline.training_stream(
-        [labeled[lang] for lang in data.sources], [unlabeled[lang] for lang in data.languages],
-        config.train.batch_size, config.seed + start, config.train.discriminator_steps,
-        trainer.adversarial, tuple(config.data.buckets))
-    iterator = iter(trainer.distribute(dataset))
 
     predict_fn = inference.make_predict_fn(model)
     eval_languages = [data.target] + (data.sources if config.train.eval_source_dev else [])
@@ -106,27 +139,42 @@ def train(config, workdir):
         results = {}
         for lang, (sentences, corpus) in sets.items():
             batches = pipeline.evaluation_batches(corpus, config.train.eval_batch_size)
-            ids, gates = inference.predict_corpus(predict_fn, batches, len(corpus))
-            results[lang] = (tagging.score(sentences, tagging.decode(ids, tags)), gates)
+            predictions = inference.predict_corpus(predict_fn, batches, len(corpus))
+            scores = tagging.score(sentences, tagging.decode(predictions.ids, tags))
+            results[lang] = (scores, predictions)
         return results
 
     writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", "train"))
     dev_writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", "dev"))
+    history = MetricsHistory(os.path.join(workdir, "metrics.jsonl"))
+    profile = _profile_range(config.train.profile_steps)
     total = config.train.steps
-    last_dev = float("nan")
+    last_dev = float(state.best_score.numpy()) if restored and state.best_step.numpy() else \
+        float("nan")
     tick, tick_step = time.time(), start
     step = start
     while step < total:
+        if profile and step == profile[0]:
+            tf.profiler.experimental.start(os.path.join(workdir, "tensorboard"))
         logs = trainer.train_step(next(iterator))
         step += 1
+        if profile and step == profile[1]:
+            tf.profiler.experimental.stop()
+            logging.info("profiled steps %d-%d: open TensorBoard's Profile tab on %s/tensorboard",
+                         profile[0], profile[1], workdir)
+        # Checked every step (one scalar read): a NaN must never reach a checkpoint.
+        loss = float(logs["total_loss"])
+        if loss != loss or abs(loss) == float("inf"):
+            values = {k: float(v) for k, v in logs.items()}
+            bad = ", ".join(f"{k}={v}" for k, v in values.items() if v != v or abs(v) == float("inf"))
+            raise FloatingPointError(
+                f"step {step}: non-finite loss ({bad}); training stopped, the last good "
+                f"checkpoint is kept in {workdir}/checkpoints (step "
+                f"{int(state.step.numpy())}); lower --config.train.learning_rate or check the "
+                f"input data")
         state.step.assign(step)
         if step % config.train.log_every == 0 or step == total:
             values = {k: float(v) for k, v in logs.items()}
-            bad = [k for k, v in values.items() if v != v or abs(v) == float("inf")]
-            if bad:
-                raise FloatingPointError(
-                    f"step {step}: {', '.join(f'{k}={values[k]}' for k in bad)}; training "
-                    f"stopped, the last good checkpoint is kept in {workdir}/checkpoints")
             now = time.time()
             rate = (step - tick_step) / max(now - tick, 1e-9)
             tick, tick_step = now, step
@@ -136,6 +184,7 @@ def train(config, workdir):
                 tf.summary.scalar("lambda", config.train.lambd)
                 tf.summary.scalar("learning_rate", config.train.learning_rate)
                 tf.summary.scalar("steps_per_second", rate)
+            history.add("train", step, **values, steps_per_second=rate)
             eta = (total - step) / max(rate, 1e-9)
             logging.info("step %d/%d  %.2f it/s  eta %dm%02ds  task %.3f  D acc %.3f  "
                          "dev F1 %.2f", step, total, rate, eta // 60, eta % 60,
@@ -143,10 +192,13 @@ def train(config, workdir):
         if eval_sets and (step % config.train.eval_every == 0 or step == total):
             results = evaluate(eval_sets)
             with dev_writer.as_default(step=step):
-                for lang, (scores, gates) in results.items():
+                for lang, (scores, predictions) in results.items():
                     tf.summary.scalar(f"f1/{lang}", scores.f1)
-                    for source, weight in zip(data.sources, inference.mean_gate(gates)):
-                        tf.summary.scalar(f"expert_weight/{lang}/{source}", float(weight))
+                    weights = dict(zip(data.sources,
+                                       map(float, inference.mean_gate(predictions.gates))))
+                    for source, weight in weights.items():
+                        tf.summary.scalar(f"expert_weight/{lang}/{source}", weight)
+                    history.add("dev", step, language=lang, f1=scores.f1, expert_weights=weights)
             if data.target in results:
                 last_dev = results[data.target][0].f1
                 if last_dev > float(state.best_score.numpy()):
@@ -173,11 +225,15 @@ def train(config, workdir):
                                      data.languages.index(data.target), words, chars, tags,
                                      config.data.max_chars)
             final_sets[split] = (store[data.target], corpus)
-    for split, (scores, gates) in evaluate(final_sets).items():
+    for split, (scores, predictions) in evaluate(final_sets).items():
         results[f"{split}_f1"] = scores.f1
         results[f"{split}_scores"] = scores.to_dict()
+        # Which sources the target borrows from: C's and F_p's average gates.
         results[f"{split}_expert_weights"] = dict(zip(
-            data.sources, map(float, inference.mean_gate(gates))))
+            data.sources, map(float, inference.mean_gate(predictions.gates))))
+        if predictions.private_gates is not None:
+            results[f"{split}_private_expert_weights"] = dict(zip(
+                data.sources, map(float, inference.mean_gate(predictions.private_gates))))
     atomic_write_json(os.path.join(workdir, "results.json"), results)
     logging.info("done: best step %d, %s dev F1 %.2f, test F1 %.2f", results["best_step"],
                  data.target, results.get("dev_f1", float("nan")),
@@ -194,8 +250,12 @@ def main(argv):
     logging.get_absl_logger().addHandler(handler)
     logging.set_verbosity(logging.INFO)
     from man_tf.cli.experiment import user_errors
+    config = FLAGS.config
+    if FLAGS.profile_steps:
+        with config.unlocked():
+            config.train.profile_steps = FLAGS.profile_steps
     with user_errors("man-tf-train"):
-        results = train(FLAGS.config, workdir)
+        results = train(config, workdir)
     print(f"{results['target']}: dev F1 {results.get('dev_f1', float('nan')):.2f}  "
           f"test F1 {results.get('test_f1', float('nan')):.2f}  "
           f"(best step {results['best_step']}; results in {workdir}/results.json)")

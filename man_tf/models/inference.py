@@ -1,5 +1,7 @@
 """Running a trained model over evaluation batches (no training code involved)."""
 
+import collections
+
 import numpy as np
 import tensorflow as tf
 
@@ -11,27 +13,39 @@ def make_predict_fn(model):
     @tf.function(reduce_retracing=True)
     def predict(batch):
         outputs = model(batch, training=False)
-        return {"ids": tf.argmax(outputs["log_probs"], axis=-1, output_type=tf.int32),
-                "probs": tf.exp(outputs["log_probs"]),
-                "gate": tf.nn.softmax(outputs["gate_logits"], axis=-1),
-                "mask": outputs["mask"]}
+        result = {"ids": tf.argmax(outputs["log_probs"], axis=-1, output_type=tf.int32),
+                  "probs": tf.exp(outputs["log_probs"]),
+                  "gate": tf.nn.softmax(outputs["gate_logits"], axis=-1),
+                  "mask": outputs["mask"]}
+        if "private_gate_logits" in outputs:
+            result["private_gate"] = tf.nn.softmax(outputs["private_gate_logits"], axis=-1)
+        return result
 
     return predict
 
 
+class Predictions(collections.namedtuple("Predictions", "ids gates private_gates")):
+    """Per sentence, in corpus order: predicted ids ``[length]``, C's gate
+    weights ``[length, experts]``, F_p's (``None`` without F_p)."""
+
+    def __iter__(self):  # ``ids, gates = predictions`` keeps working
+        return iter((self.ids, self.gates))
+
+
 def predict_corpus(predict_fn, batches, size):
-    """Runs ``predict_fn`` over ``evaluation_batches``; returns, in corpus
-    order, a list of predicted id arrays and a list of ``[length, experts]``
-    gate-weight arrays."""
-    ids, gates = [None] * size, [None] * size
+    """Runs ``predict_fn`` over ``evaluation_batches``; only real tokens are kept."""
+    ids, gates, private = [None] * size, [None] * size, [None] * size
     for batch in batches:
         out = predict_fn({k: batch[k] for k in ("words", "chars", "lengths")})
         out_ids, out_gate = out["ids"].numpy(), out["gate"].numpy()
+        out_private = out["private_gate"].numpy() if "private_gate" in out else None
         for row, (index, length) in enumerate(zip(batch["index"].numpy(),
                                                   batch["lengths"].numpy())):
             ids[index] = out_ids[row, :length]
             gates[index] = out_gate[row, :length]
-    return ids, gates
+            if out_private is not None:
+                private[index] = out_private[row, :length]
+    return Predictions(ids, gates, private if out_private is not None else None)
 
 
 def mean_gate(gates):

@@ -41,13 +41,14 @@ def model_variables(model):
 class TrainingState:
     """Everything a resumed run needs; ``step`` and ``best_score`` are variables."""
 
-    def __init__(self, workdir, model, optimizer, d_optimizer, keep=3):
+    def __init__(self, workdir, model, optimizer, d_optimizer, keep=3, iterator=None):
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.best_score = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_score")
         self.best_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="best_step")
+        extra = {"iterator": iterator} if iterator is not None else {}
         self.checkpoint = tf.train.Checkpoint(
-            model=model_variables(model), optimizer=optimizer, d_optimizer=d_optimizer, step=self.step,
-            best_score=self.best_score, best_step=self.best_step)
+            model=model_variables(model), optimizer=optimizer, d_optimizer=d_optimizer,
+            step=self.step, best_score=self.best_score, best_step=self.best_step, **extra)
         self.latest = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(workdir, "checkpoints"), max_to_keep=keep)
         self.best = tf.train.CheckpointManager(
