@@ -24,20 +24,23 @@ def get_config():
     data = config.data = ml_collections.ConfigDict()
     data.root = "../shared/data/conll"
     data.format = "conll"
+    # Per language: labeled train (sources) / unlabeled text (targets: the train
+    # file read without its tags unless "unlabeled" names a CoNLL or .txt file),
+    # dev (model selection on the target), test.
     data.languages = ml_collections.ConfigDict({
-        "en": {"train": "{root}/eng.train", "dev": "{root}/eng.testa", "test": "{root}/eng.testb"},
-        "de": {"train": "{root}/deu.train", "dev": "{root}/deu.testa", "test": "{root}/deu.testb"},
-        "es": {"train": "{root}/esp.train", "dev": "{root}/esp.testa", "test": "{root}/esp.testb"},
-        "nl": {"train": "{root}/ned.train", "dev": "{root}/ned.testa", "test": "{root}/ned.testb"},
-    })
+        lang: {"train": f"{{root}}/{name}.train", "unlabeled": "",
+               "dev": f"{{root}}/{name}.testa", "test": f"{{root}}/{name}.testb"}
+        for lang, name in (("en", "eng"), ("de", "deu"), ("es", "esp"), ("nl", "ned"))})
     data.encoding = "auto"          # or "utf-8" / "latin-1" for every file
-    data.max_length = 0             # truncate training sentences to this many tokens (0: never)
+    data.max_length = 0             # longest training sentence in tokens (0: no limit)
+    data.long_sentences = "truncate"  # or "error": what to do with a longer sentence
     data.max_chars = 20             # characters per word seen by the char-CNN
     data.lowercase_words = True     # the authors' vocabularies are lowercased
     data.lowercase_chars = False
     data.shared_word_table = False  # True: one word table for all languages
     data.min_count = 1
-    data.embeddings = ml_collections.ConfigDict()  # language -> .vec path
+    # language -> aligned .vec file ("" = learn that language's word vectors)
+    data.embeddings = ml_collections.ConfigDict({lang: "" for lang in data.languages})
     data.embeddings_max_words = 200000
     data.buckets = (8, 16, 24, 32, 48, 64)
 

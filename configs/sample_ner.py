@@ -32,10 +32,10 @@ def get_config():
     config.target = "de"
     config.data.root = SAMPLE
     config.data.languages = ml_collections.ConfigDict({
-        "en": {"train": "{root}/en.train.conll"},
-        "es": {"train": "{root}/es.train.conll"},
-        "nl": {"train": "{root}/nl.train.conll"},
-        "de": {"train": "{root}/de.train.conll", "dev": "{root}/de.dev.conll",
+        "en": {"train": "{root}/en.train.conll", "unlabeled": "", "dev": "", "test": ""},
+        "es": {"train": "{root}/es.train.conll", "unlabeled": "", "dev": "", "test": ""},
+        "nl": {"train": "{root}/nl.train.conll", "unlabeled": "", "dev": "", "test": ""},
+        "de": {"train": "{root}/de.train.conll", "unlabeled": "", "dev": "{root}/de.dev.conll",
                "test": "{root}/de.test.conll"},
     })
     config.data.buckets = (8, 12)

@@ -131,6 +131,15 @@ def encode_data(config, data, words, chars, tags):
     """-> (labeled corpora by source, unlabeled corpora by language)."""
     ids = {lang: i for i, lang in enumerate(data.languages)}
     max_length = config.data.max_length or None
+    if max_length and config.data.long_sentences == "error":
+        for store in (data.labeled, data.unlabeled):
+            for sentences in store.values():
+                for sentence in sentences:
+                    if len(sentence) > max_length:
+                        raise DataError(sentence.source, None,
+                                        f"sentence of {len(sentence)} tokens is longer than "
+                                        f"data.max_length={max_length}; raise the limit or set "
+                                        f"--config.data.long_sentences=truncate")
     labeled = {lang: pipeline.encode(data.labeled[lang], lang, ids[lang], words, chars, tags,
                                      config.data.max_chars, max_length)
                for lang in data.sources}
@@ -147,7 +156,7 @@ def encode_data(config, data, words, chars, tags):
 
 def build_model(config, num_words, num_chars, num_tags, num_sources):
     m = config.model
-    pretrained = bool(config.data.embeddings)
+    pretrained = any(config.data.embeddings.values())
     return ManMoeTagger(
         num_tags=num_tags, num_sources=num_sources, num_words=num_words, num_chars=num_chars,
         num_languages=num_sources + 1, word_dim=m.word_dim,
@@ -172,6 +181,8 @@ def load_pretrained_embeddings(config, model, words):
     returns ``{language: fraction of its vocabulary covered}``."""
     coverage = {}
     for lang, path in config.data.embeddings.items():
+        if not path:
+            continue
         block = words.block(lang)
         if block not in words.blocks:
             raise ConfigError(f"embeddings given for {lang!r}, which is not a training "

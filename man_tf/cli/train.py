@@ -216,7 +216,8 @@ def train(config, workdir):
     results = {"target": data.target, "sources": data.sources, "steps": int(total),
                "best_step": int(state.best_step.numpy()), "checkpoint": best_path,
                "precision": precision, "replicas": replicas,
-               "embeddings": dict(config.data.embeddings) or "learned (no .vec files)",
+               "embeddings": {k: v for k, v in config.data.embeddings.items() if v}
+               or "learned (no .vec files)",
                "embedding_coverage": coverage}
     final_sets = {}
     for split, store in (("dev", data.dev), ("test", data.test)):

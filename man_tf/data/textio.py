@@ -58,8 +58,8 @@ def iter_lines(path, encoding=AUTO):
                 raise DataError(
                     path, number,
                     f"byte 0x{raw[e.start]:02x} at column {e.start + 1} is not valid "
-                    f"{encoding}; pass the file's encoding (e.g. encoding='latin-1') "
-                    f"or 'auto'") from None
+                    f"{encoding}; give the file's encoding (--config.data.encoding=latin-1) "
+                    f"or 'auto' to detect it per file") from None
             yield number, text.rstrip("\r\n")
 
 

@@ -1,0 +1,114 @@
+"""Crash safety, NaN stops, clear errors, and the what-to-share report."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import matplotlib.image
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from man_tf.evaluation.report import write_report
+from tests.helpers import ROOT
+
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+SMALL = ["--config=configs/sample_ner.py", "--config.train.steps=60",
+         "--config.train.eval_every=10", "--config.train.checkpoint_every=10",
+         "--config.train.log_every=5", "--config.train.precision=float32",
+         "--config.train.deterministic=True"]
+
+
+def train_command(workdir, *extra):
+    return [sys.executable, "-m", "man_tf.cli.train", *SMALL, *extra, f"--workdir={workdir}"]
+
+
+def results(workdir):
+    with open(os.path.join(workdir, "results.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("robust") / "straight")
+    subprocess.run(train_command(workdir), cwd=ROOT, env=ENV, check=True, capture_output=True,
+                   timeout=600)
+    return workdir
+
+
+def test_sigkill_then_rerun_ends_like_an_uninterrupted_run(uninterrupted, tmp_path):
+    workdir = str(tmp_path / "killed")
+    process = subprocess.Popen(train_command(workdir), cwd=ROOT, env=ENV,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = os.path.join(workdir, "checkpoints", "ckpt-30.index")
+    deadline = time.time() + 300
+    while not os.path.exists(marker) and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "training finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not os.path.exists(os.path.join(workdir, "results.json"))
+    subprocess.run(train_command(workdir), cwd=ROOT, env=ENV, check=True, capture_output=True,
+                   timeout=600)
+    resumed, straight = results(workdir), results(uninterrupted)
+    assert resumed["steps"] == straight["steps"] == 60
+    assert resumed["dev_f1"] == pytest.approx(straight["dev_f1"], abs=1e-6)
+    assert resumed["best_step"] == straight["best_step"]
+    log = open(os.path.join(workdir, "train.log"), encoding="utf-8").read()
+    assert "resumed at step 30" in log or "resumed at step 40" in log
+
+
+def test_nan_loss_stops_and_keeps_finite_checkpoints(tmp_path):
+    workdir = str(tmp_path / "nan")
+    done = subprocess.run(train_command(workdir, "--config.train.learning_rate=1e30",
+                                        "--config.train.checkpoint_every=1"),
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2
+    assert "man-tf-train: error: step " in done.stderr and "non-finite loss" in done.stderr
+    assert "the last good checkpoint is kept in" in done.stderr
+    latest = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+    if latest:  # every checkpoint written before the stop is finite
+        reader = tf.train.load_checkpoint(latest)
+        for name in reader.get_variable_to_shape_map():
+            if name.startswith("model/"):
+                value = reader.get_tensor(name)
+                assert np.all(np.isfinite(value)), name
+
+
+def test_report_from_a_real_run(uninterrupted, tmp_path):
+    paths = write_report(uninterrupted, str(tmp_path / "report"))
+    for png in [p for p in paths if p.endswith(".png")]:
+        image = matplotlib.image.imread(png)
+        assert image.shape[0] > 100 and image.shape[1] > 100
+        assert image.std() > 0.01  # not a blank canvas
+    summary = open([p for p in paths if p.endswith(".md")][0], encoding="utf-8").read()
+    for source in ("en", "es", "nl"):
+        assert f"| {source} |" in summary
+    assert "D accuracy" in summary
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--config.data.languages.en.train=/no/such.conll"], "/no/such.conll: no such file"),
+    (["--config.target=xx"], "target 'xx' has no data"),
+    (["--config.sources=('en','de')"], "target 'de' is also listed as a source"),
+    (["--config.data.max_length=5", "--config.data.long_sentences=error"],
+     "tokens is longer than data.max_length=5"),
+    (["--profile_steps=9"], "profile_steps must be 'START,END'"),
+])
+def test_bad_configs_fail_before_training_with_a_clear_line(tmp_path, flags, message):
+    done = subprocess.run(train_command(str(tmp_path / "w"), *flags), cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert not os.path.exists(os.path.join(tmp_path, "w", "checkpoints"))
+
+
+def test_embedding_dimension_mismatch(tmp_path, write):
+    vec = write("en.vec", "2 4\nberlin 1 2 3 4\nparis 1 2 3 4\n")
+    done = subprocess.run(train_command(str(tmp_path / "w"), f"--config.data.embeddings.en={vec}"),
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert f"{vec}:1: header says dimension 4, expected 50" in done.stderr
