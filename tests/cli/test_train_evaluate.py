@@ -82,3 +82,15 @@ def test_command_line(tmp_path):
          "--config.target=xx", f"--workdir={workdir}x"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "target 'xx' has no data" in bad.stderr
+
+
+def test_plain_text_unlabeled_target(tmp_path, write):
+    text = write("de.txt", "Angela Weber besuchte Berlin .\n\nDie Bahn fährt nach Hamburg .\n")
+    config = small_config(10)
+    config.data.languages.de.unlabeled = text
+    data = experiment.load_data(config)
+    assert [s.tokens[0] for s in data.unlabeled["de"]] == ["Angela", "Die"]
+    assert all(s.tags is None for s in data.unlabeled["de"])
+    config.data.languages.en.train = text
+    with pytest.raises(experiment.ConfigError, match="a plain-text file has no tags"):
+        experiment.load_data(config)

@@ -187,3 +187,14 @@ def test_lazy_adam_leaves_untouched_rows_alone():
                                             tf.constant([4, 2])), var)])
     np.testing.assert_array_equal(var.numpy()[[0, 1, 3]], 1.0)
     assert (var.numpy()[2] < 1.0).all()
+
+
+def test_per_token_mlp_discriminator_trains(data):
+    labeled, unlabeled, vocabularies = data
+    model = tiny_model(vocabularies, discriminator="mlp")
+    trainer = make_trainer(model)
+    d_before = snapshot(trainer.d_variables)
+    logs = trainer.train_step(first_batch(labeled, unlabeled))
+    assert np.isfinite(float(logs["adversarial_d_loss"]))
+    assert 0.0 <= float(logs["d_accuracy"]) <= 1.0
+    assert all(changed(d_before, trainer.d_variables))
