@@ -10,6 +10,7 @@ Writes to the workdir: config.json, vocab.json, checkpoints/ (latest), best/
 import json
 import logging as std_logging
 import os
+import shutil
 import time
 
 from absl import app, flags, logging
@@ -37,6 +38,8 @@ class MetricsHistory:
         self.path = path
 
     def add(self, kind, step, **values):
+        if self.path is None:
+            return
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps({"kind": kind, "step": step, **values}) + "\n")
 
@@ -71,6 +74,11 @@ def train(config, workdir):
     from man_tf.training.trainer import AdversarialTrainer
 
     strategies.configure_cpu_devices(config.train.num_cpu_devices)
+    # Created first: MultiWorkerMirroredStrategy must exist before other TF work.
+    strategy = strategies.make_strategy(config.train.strategy)
+    replicas = strategy.num_replicas_in_sync
+    chief = strategies.is_chief(strategy)
+    write_dir = strategies.worker_dir(workdir, strategy)
     tf.keras.utils.set_random_seed(config.seed)
     if config.train.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -84,8 +92,10 @@ def train(config, workdir):
         logging.info("resuming: vocabularies from %s", vocab_file)
     else:
         words, chars, tags = experiment.build_vocabularies(config, data)
-        vocab.save_vocabularies(workdir, words, chars, tags)
-    experiment.save_config(workdir, config)
+        if chief:
+            vocab.save_vocabularies(workdir, words, chars, tags)
+    if chief:
+        experiment.save_config(workdir, config)
     for lang in data.languages:
         logging.info("%s: %d labeled, %d unlabeled, %d dev, %d test sentences; %d words",
                      lang, len(data.labeled.get(lang, [])), len(data.unlabeled[lang]),
@@ -94,8 +104,13 @@ def train(config, workdir):
     logging.info("tags: %s; characters: %d; word rows: %d", tags.tags, len(chars), words.size)
     labeled, unlabeled = experiment.encode_data(config, data, words, chars, tags)
 
-    strategy = strategies.make_strategy(config.train.strategy)
-    replicas = strategy.num_replicas_in_sync
+    for stream, languages in (("labeled", data.sources), ("unlabeled", data.languages)):
+        rows = config.train.batch_size * len(languages)
+        if rows % replicas:
+            raise experiment.ConfigError(
+                f"{stream} batches have {rows} rows (batch_size {config.train.batch_size} x "
+                f"{len(languages)} languages), which {replicas} replicas cannot share evenly; "
+                f"choose --config.train.batch_size so that it divides")
     with strategy.scope():
         model = experiment.build_model(config, words.size, len(chars), len(tags),
                                        len(data.sources))
@@ -106,17 +121,28 @@ def train(config, workdir):
             config.train.d_learning_rate, config.train.lambd, config.train.discriminator_steps,
             config.train.gate_loss_weight, config.train.tag_gate_loss_weight,
             config.train.jit_compile)
-        dataset = pipeline.training_stream(
-            [labeled[lang] for lang in data.sources],
-            [unlabeled[lang] for lang in data.languages], config.train.batch_size, config.seed,
-            config.train.discriminator_steps, trainer.adversarial, tuple(config.data.buckets))
-        iterator = iter(trainer.distribute(dataset))
-        # The data iterator's position (shuffle buffers of row ids, buckets)
-        # is checkpointed too: a resumed run sees the batches an uninterrupted
-        # run would have seen.
-        state = checkpoints.TrainingState(workdir, model, trainer.optimizer, trainer.d_optimizer,
-                                          config.train.keep_checkpoints, iterator=iterator)
-        restored = state.restore_latest()
+        def data_iterator(seed):
+            dataset = pipeline.training_stream(
+                [labeled[lang] for lang in data.sources],
+                [unlabeled[lang] for lang in data.languages], config.train.batch_size, seed,
+                config.train.discriminator_steps, trainer.adversarial,
+                tuple(config.data.buckets))
+            return iter(trainer.distribute(dataset))
+
+        # On one replica the data iterator's position (shuffle buffers of row
+        # ids, buckets) is checkpointed too, so a resumed run sees the batches
+        # an uninterrupted run would have. TF cannot checkpoint the per-replica
+        # iterator of a multi-replica strategy: there a resumed run draws fresh
+        # batches, seeded by the step, instead of replaying the first ones.
+        iterator = data_iterator(config.seed) if replicas == 1 else None
+        # Every worker takes part in each save (a collective); only the
+        # chief's copy is kept. All restore the chief's latest checkpoint.
+        state = checkpoints.TrainingState(write_dir, model, trainer.optimizer,
+                                          trainer.d_optimizer, config.train.keep_checkpoints,
+                                          iterator=iterator)
+        restored = state.restore_latest(checkpoints.checkpoint_path(workdir, "latest"))
+        if iterator is None:
+            iterator = data_iterator(config.seed + int(state.step.numpy()))
     start = int(state.step.numpy())
     logging.info("%s at step %d; %d parameters; %d replica(s); per-language batch %d, "
                  "global batch %d sentences per stream", "resumed" if restored else "starting",
@@ -144,9 +170,12 @@ def train(config, workdir):
             results[lang] = (scores, predictions)
         return results
 
-    writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", "train"))
-    dev_writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", "dev"))
-    history = MetricsHistory(os.path.join(workdir, "metrics.jsonl"))
+    # Summaries and history from the chief only (no-op writers elsewhere).
+    writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", "train")) \
+        if chief else tf.summary.create_noop_writer()
+    dev_writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", "dev")) \
+        if chief else tf.summary.create_noop_writer()
+    history = MetricsHistory(os.path.join(workdir, "metrics.jsonl") if chief else None)
     profile = _profile_range(config.train.profile_steps)
     total = config.train.steps
     last_dev = float(state.best_score.numpy()) if restored and state.best_step.numpy() else \
@@ -211,7 +240,7 @@ def train(config, workdir):
     writer.flush()
     dev_writer.flush()
 
-    best_path = checkpoints.checkpoint_path(workdir, "best") or state.latest.latest_checkpoint
+    best_path = checkpoints.checkpoint_path(write_dir, "best") or state.latest.latest_checkpoint
     checkpoints.restore_model(model, best_path)
     results = {"target": data.target, "sources": data.sources, "steps": int(total),
                "best_step": int(state.best_step.numpy()), "checkpoint": best_path,
@@ -235,7 +264,10 @@ def train(config, workdir):
         if predictions.private_gates is not None:
             results[f"{split}_private_expert_weights"] = dict(zip(
                 data.sources, map(float, inference.mean_gate(predictions.private_gates))))
-    atomic_write_json(os.path.join(workdir, "results.json"), results)
+    if chief:
+        atomic_write_json(os.path.join(workdir, "results.json"), results)
+    elif write_dir != workdir:
+        shutil.rmtree(write_dir, ignore_errors=True)
     logging.info("done: best step %d, %s dev F1 %.2f, test F1 %.2f", results["best_step"],
                  data.target, results.get("dev_f1", float("nan")),
                  results.get("test_f1", float("nan")))
@@ -246,7 +278,11 @@ def main(argv):
     del argv
     workdir = FLAGS.workdir
     os.makedirs(workdir, exist_ok=True)
-    handler = std_logging.FileHandler(os.path.join(workdir, "train.log"), encoding="utf-8")
+    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+    name = "train.log" if task.get("type", "worker") in ("chief",) or \
+        (task.get("type", "worker") == "worker" and task.get("index", 0) == 0) else \
+        f"train.{task.get('type')}{task.get('index')}.log"
+    handler = std_logging.FileHandler(os.path.join(workdir, name), encoding="utf-8")
     handler.setFormatter(logging.PythonFormatter())
     logging.get_absl_logger().addHandler(handler)
     logging.set_verbosity(logging.INFO)

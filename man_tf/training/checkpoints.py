@@ -54,9 +54,10 @@ class TrainingState:
         self.best = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(workdir, "best"), max_to_keep=1)
 
-    def restore_latest(self):
-        """Restores the latest checkpoint if there is one; returns its path."""
-        path = self.latest.latest_checkpoint
+    def restore_latest(self, path=None):
+        """Restores ``path`` (default: this manager's latest checkpoint) if
+        there is one; returns it."""
+        path = path or self.latest.latest_checkpoint
         if path:
             self.checkpoint.restore(path).assert_existing_objects_matched()
         return path

@@ -18,14 +18,41 @@ def configure_cpu_devices(count):
 
 def make_strategy(name="default"):
     """``default``: one device. ``mirrored``: every local GPU, or every logical
-    CPU device when there is no GPU."""
+    CPU device when there is no GPU. ``multi_worker``:
+    ``MultiWorkerMirroredStrategy`` over the hosts in ``TF_CONFIG`` (every
+    local GPU of each, or its CPU)."""
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
-    raise ValueError(f"unknown strategy {name!r}: expected 'default' or 'mirrored'")
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("strategy 'multi_worker' reads the cluster from the TF_CONFIG "
+                             "environment variable, which is not set (see the README)")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown strategy {name!r}: expected 'default', 'mirrored' or "
+                     f"'multi_worker'")
+
+
+def is_chief(strategy):
+    """True on the worker that writes checkpoints, summaries and results."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    return task_type == "chief" or (task_type == "worker" and task_id == 0 and
+                                    "chief" not in resolver.cluster_spec().as_dict())
+
+
+def worker_dir(workdir, strategy):
+    """Where this worker writes: the workdir on the chief; a temporary folder
+    for the others (their checkpoint writes are part of the collective save,
+    then thrown away), as TF's multi-worker guide does."""
+    if is_chief(strategy):
+        return workdir
+    return os.path.join(workdir, f".worker{strategy.cluster_resolver.task_id}")
 
 
 def _cpu_has_bf16():

@@ -24,6 +24,12 @@ from man_tf.training import losses
 from man_tf.training.optimizers import LazyAdam
 
 
+def _rows(x, replica, replicas):
+    """Replica ``replica``'s contiguous share of the rows of ``x``."""
+    n = tf.shape(x)[0] // replicas
+    return x[replica * n:(replica + 1) * n]
+
+
 class AdversarialTrainer:
     """Owns the two optimizers and the compiled iteration for a MAN-MoE model.
 
@@ -51,6 +57,10 @@ class AdversarialTrainer:
         with strategy.scope():
             self.optimizer = LazyAdam(learning_rate, name="main_adam")
             self.d_optimizer = keras.optimizers.Adam(d_learning_rate, name="discriminator_adam")
+            if keras.mixed_precision.global_policy().name == "mixed_float16":
+                # float16 gradients underflow without loss scaling (bf16 does not need it).
+                self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
+                self.d_optimizer = keras.optimizers.LossScaleOptimizer(self.d_optimizer)
             self.main_variables = model.main_variables()
             self.d_variables = model.discriminator_variables()
             # Each optimizer is built on exactly its own variables: neither can
@@ -65,6 +75,14 @@ class AdversarialTrainer:
         return self.lambd > 0 and self.discriminator_steps > 0
 
     # -- losses -------------------------------------------------------------
+
+    @staticmethod
+    def _scaled(optimizer, loss):
+        """The loss to differentiate: scaled under a LossScaleOptimizer (which
+        unscales the gradients and skips steps that overflow)."""
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            return optimizer.scale_loss(loss)
+        return loss
 
     def _language_loss(self, logits, batch, mask):
         """D's cross-entropy against each row's language; per-language mean."""
@@ -85,7 +103,8 @@ class AdversarialTrainer:
         with tf.GradientTape() as tape:
             logits = self.model.discriminate(features, batch["lengths"], training=True)
             loss, correct, count = self._language_loss(logits, batch, mask)
-        grads = tape.gradient(loss, self.d_variables)
+            scaled = self._scaled(self.d_optimizer, loss)
+        grads = tape.gradient(scaled, self.d_variables)
         self.d_optimizer.apply_gradients(zip(grads, self.d_variables))
         return loss, correct, count
 
@@ -131,7 +150,8 @@ class AdversarialTrainer:
                 # F_s, to *raise* D's loss, scaled by λ.
                 total += adversarial
                 logs["adversarial_d_loss"] = adversarial
-        grads = tape.gradient(total, self.main_variables)
+            scaled = self._scaled(self.optimizer, total)
+        grads = tape.gradient(scaled, self.main_variables)
         self.optimizer.apply_gradients(zip(grads, self.main_variables))
         logs["total_loss"] = total
         return logs
@@ -158,7 +178,35 @@ class AdversarialTrainer:
                 for k, v in per_replica.items()}
 
     def distribute(self, dataset):
-        return self.strategy.experimental_distribute_dataset(dataset)
+        """Splits every global batch of ``dataset`` into per-replica row slices.
+
+        Every worker builds the same global stream (same seeds) and keeps the
+        slices of its own replicas, so N replicas on any number of workers
+        see exactly the rows one replica would, and (with the global
+        per-language normalisation) take the same step.
+        """
+        strategy = self.strategy
+        if strategy.num_replicas_in_sync == 1:
+            return strategy.experimental_distribute_dataset(dataset)
+
+        def per_worker(context):
+            replicas = context.num_replicas_in_sync
+            local = replicas // context.num_input_pipelines
+            first = context.input_pipeline_id * local
+
+            def slices(batch):
+                parts = [tf.nest.map_structure(lambda x, r=r: _rows(x, r, replicas), batch)
+                         for r in range(first, first + local)]
+                stacked = tf.nest.map_structure(lambda *xs: tf.stack(xs), *parts) \
+                    if local > 1 else tf.nest.map_structure(lambda x: x[None], parts[0])
+                return tf.data.Dataset.from_tensor_slices(stacked)
+
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = \
+                tf.data.experimental.AutoShardPolicy.OFF
+            return dataset.flat_map(slices).with_options(options)
+
+        return strategy.distribute_datasets_from_function(per_worker)
 
     def train_step(self, batch):
         """Runs one iteration on a (distributed) batch; returns global scalars.
