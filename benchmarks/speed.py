@@ -41,24 +41,29 @@ from man_tf.data import pipeline
 from man_tf.models import inference
 from man_tf.training import strategy as strategies
 from man_tf.training.trainer import AdversarialTrainer
+strategies.configure_cpu_devices(config.train.num_cpu_devices)
+strategy = strategies.make_strategy(config.train.strategy)
 precision = strategies.set_precision(config.train.precision)
 data = experiment.load_data(config)
 words, chars, tags = experiment.build_vocabularies(config, data)
 labeled, unlabeled = experiment.encode_data(config, data, words, chars, tags)
-model = experiment.build_model(config, words.size, len(chars), len(tags), len(data.sources))
-model.build_all()
-trainer = AdversarialTrainer(model, tf.distribute.get_strategy(), len(data.languages),
-                             jit_compile=config.train.jit_compile)
+with strategy.scope():
+    model = experiment.build_model(config, words.size, len(chars), len(tags), len(data.sources))
+    model.build_all()
+    trainer = AdversarialTrainer(model, strategy, len(data.languages),
+                                 jit_compile=config.train.jit_compile)
 stream = pipeline.training_stream([labeled[l] for l in data.sources],
                                   [unlabeled[l] for l in data.languages], 16, 1)
-it = iter(stream)
+it = iter(trainer.distribute(stream))
+token_stream = iter(stream)
 for _ in range({warmup}):
     trainer.train_step(next(it))
-tokens, start = 0, time.perf_counter()
+    next(token_stream)
+# The same stream, undistributed, counts the source tokens of the timed steps.
+tokens = sum(int(tf.reduce_sum(next(token_stream)["labeled"]["lengths"])) for _ in range({steps}))
+start = time.perf_counter()
 for _ in range({steps}):
-    batch = next(it)
-    tokens += int(tf.reduce_sum(batch["labeled"]["lengths"]))
-    logs = trainer.train_step(batch)
+    logs = trainer.train_step(next(it))
 float(logs["task_loss"])
 elapsed = time.perf_counter() - start
 corpus = pipeline.encode(data.dev["de"], "de", 3, words, chars, tags)
@@ -69,7 +74,8 @@ inference.predict_corpus(predict, pipeline.evaluation_batches(corpus, 128), len(
 eval_elapsed = time.perf_counter() - start
 print("RESULT " + json.dumps({{"precision": precision, "seconds_per_iteration": elapsed / {steps},
     "iterations_per_s": {steps} / elapsed, "source_tokens_per_s": tokens / elapsed,
-    "eval_sentences_per_s": len(corpus) / eval_elapsed, "parameters": model.count_params()}}))
+    "eval_sentences_per_s": len(corpus) / eval_elapsed, "parameters": model.count_params(),
+    "replicas": strategy.num_replicas_in_sync}}))
 """
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)

@@ -42,3 +42,14 @@ def write(tmp_path):
         return str(path)
 
     return _write
+
+
+@pytest.fixture(autouse=True)
+def float32_policy():
+    """Commands set Keras' global dtype policy (bf16 on this CPU); every test
+    starts and ends with the default."""
+    import keras
+
+    keras.mixed_precision.set_global_policy("float32")
+    yield
+    keras.mixed_precision.set_global_policy("float32")

@@ -5,20 +5,12 @@ import os
 import subprocess
 import sys
 
-import keras
 import pytest
 
 from man_tf.cli import experiment
 from man_tf.cli.evaluate import evaluate
 from man_tf.cli.train import train
 from tests.helpers import ROOT, load_config
-
-
-@pytest.fixture(autouse=True)
-def float32_policy():
-    yield
-    # train() sets the global dtype policy; later tests expect the default.
-    keras.mixed_precision.set_global_policy("float32")
 
 
 def small_config(steps=40):
