@@ -77,9 +77,19 @@ def table(data):
     lines += ["", "Runs (wall time on this machine):", ""]
     for name, results in [("man_moe", data["targets"])] + list(data["baselines"].items()):
         for target, r in results.items():
-            lines.append(f"- {name} {target}: best step {r['best_step']}, "
-                         f"{r.get('wall_time_s', float('nan')) / 60:.0f} min, expert weights "
-                         f"on target test {r.get('expert_weights', {})}")
+            weights = ", ".join(f"{k} {v:.2f}" for k, v in r.get("expert_weights", {}).items())
+            wall = r.get("wall_time_s") or float("nan")
+            lines.append(f"- {name} {target}: best step {r['best_step']}, {wall / 60:.0f} min; "
+                         f"C's mean expert weights on the target test set: {weights}")
+    for label, variants in data.get("embedding_variants", {}).items():
+        lines += ["", f"Variant `{label}` "
+                  f"(`{data.get('embedding_variant_commands', {}).get(label, '')}`):", ""]
+        for name, results in variants.items():
+            for target, r in results.items():
+                lines.append(f"- {name} {target}: dev F1 {r['dev_f1']:.2f}, test F1 "
+                             f"{r['test_f1']:.2f} (best step {r['best_step']})")
+    lines += ["", "Wall times are as measured in sessions where other work shared the 2 cores; "
+              "see speed.md for throughput measured alone."]
     return "\n".join(lines) + "\n"
 
 
