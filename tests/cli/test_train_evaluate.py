@@ -86,3 +86,17 @@ def test_plain_text_unlabeled_target(tmp_path, write):
     config.data.languages.en.train = text
     with pytest.raises(experiment.ConfigError, match="a plain-text file has no tags"):
         experiment.load_data(config)
+
+
+def test_profile_steps_write_a_trace(tmp_path):
+    workdir = str(tmp_path / "profile")
+    done = subprocess.run(
+        [sys.executable, "-m", "man_tf.cli.train", "--config=configs/sample_ner.py",
+         "--config.train.steps=6", "--config.train.eval_every=6", "--profile_steps=2,4",
+         f"--workdir={workdir}"],
+        cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True,
+        text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    traces = [os.path.join(d, f) for d, _, files in os.walk(workdir) for f in files
+              if f.endswith(".xplane.pb")]
+    assert traces and os.path.getsize(traces[0]) > 1000

@@ -198,3 +198,21 @@ def test_per_token_mlp_discriminator_trains(data):
     assert np.isfinite(float(logs["adversarial_d_loss"]))
     assert 0.0 <= float(logs["d_accuracy"]) <= 1.0
     assert all(changed(d_before, trainer.d_variables))
+
+
+def test_mixed_float16_uses_loss_scaling_and_trains(data):
+    import keras
+
+    labeled, unlabeled, vocabularies = data
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    model = tiny_model(vocabularies)
+    trainer = make_trainer(model)
+    assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert isinstance(trainer.d_optimizer, keras.optimizers.LossScaleOptimizer)
+    out = model(first_batch(labeled, unlabeled)["labeled"])
+    # Gates and log-probabilities stay float32 under a float16 policy.
+    assert out["log_probs"].dtype == tf.float32 and out["gate_logits"].dtype == tf.float32
+    before = snapshot(trainer.main_variables)
+    logs = trainer.train_step(first_batch(labeled, unlabeled))
+    assert np.isfinite(float(logs["total_loss"]))
+    assert any(changed(before, trainer.main_variables))
