@@ -11,7 +11,8 @@ Batch structure (``N`` sentences, ``T`` tokens, ``C`` characters per token)::
     chars    int32 [N, T, C]  character ids, 0 = padding
     lengths  int32 [N]        tokens per sentence
     language int32 [N]        index into the config's ``languages`` (sources first)
-    tags     int32 [N, T]     tag ids (labeled batches only; 0 at padding)
+    tags     int32 [N, T]     tag ids (labeled tagging batches only; 0 at padding)
+    label    int32 [N]        class ids (labeled classification batches only)
 """
 
 import dataclasses
@@ -34,17 +35,19 @@ class EncodedCorpus:
     chars: np.ndarray            # [characters]
     tags: Optional[np.ndarray]   # [tokens] or None
     truncated: int = 0           # sentences cut to max_length
+    labels: Optional[np.ndarray] = None  # [sentences]: document classes, or None
 
     def __len__(self):
         return len(self.lengths)
 
 
 def encode(sentences, language_name, language_id, words, chars, tags=None,
-           max_chars=20, max_length=None):
+           max_chars=20, max_length=None, labels=None):
     """Turns :class:`Sentence` objects into an :class:`EncodedCorpus`.
 
-    ``tags`` (a ``TagVocabulary``) is given for labeled data only; it is never
-    read for unlabeled text even when the sentences carry tags.
+    ``tags`` (a ``TagVocabulary``) is given for labeled tagging data only; it
+    is never read for unlabeled text even when the sentences carry tags.
+    ``labels`` (one class id per sentence) is given for labeled documents.
     """
     lengths, word_ids, char_lengths, char_ids, tag_ids = [], [], [], [], []
     truncated = 0
@@ -64,7 +67,7 @@ def encode(sentences, language_name, language_id, words, chars, tags=None,
     as_int = lambda x: np.asarray(x, dtype=np.int32)
     return EncodedCorpus(language_id, as_int(lengths), as_int(word_ids), as_int(char_lengths),
                          as_int(char_ids), as_int(tag_ids) if tags is not None else None,
-                         truncated)
+                         truncated, as_int(labels) if labels is not None else None)
 
 
 class SentenceTable:
@@ -87,10 +90,14 @@ class SentenceTable:
         self.words = tf.RaggedTensor.from_row_lengths(cat("words"), lengths)
         self.chars = tf.RaggedTensor.from_nested_row_lengths(
             cat("chars"), [lengths, cat("char_lengths")])
-        if labeled:
-            if any(c.tags is None for c in corpora):
-                raise ValueError("a labeled table needs tags in every corpus")
+        self.has_tags = labeled and all(c.tags is not None for c in corpora)
+        self.has_labels = labeled and all(c.labels is not None for c in corpora)
+        if labeled and not (self.has_tags or self.has_labels):
+            raise ValueError("a labeled table needs tags or labels in every corpus")
+        if self.has_tags:
             self.tags = tf.RaggedTensor.from_row_lengths(cat("tags"), lengths)
+        if self.has_labels:
+            self.labels = tf.constant(cat("labels"))
 
     def batch(self, rows):
         """``rows`` int ``[N]`` -> the batch dict described in the module docstring."""
@@ -98,8 +105,10 @@ class SentenceTable:
                "chars": tf.gather(self.chars, rows).to_tensor(),
                "lengths": tf.gather(self.lengths, rows),
                "language": tf.gather(self.language, rows)}
-        if self.labeled:
+        if self.has_tags:
             out["tags"] = tf.gather(self.tags, rows).to_tensor()
+        if self.has_labels:
+            out["label"] = tf.gather(self.labels, rows)
         return out
 
 

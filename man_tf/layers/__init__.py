@@ -1,5 +1,6 @@
 """Small Keras layers MAN-MoE is built from; each file holds one idea."""
 
+from man_tf.layers.attention_pooling import AttentionPooling
 from man_tf.layers.bilstm import BiLSTMEncoder
 from man_tf.layers.char_cnn import CharCNN
 from man_tf.layers.conv_pooling import MaskedConvPooling
@@ -8,5 +9,5 @@ from man_tf.layers.gradient_reversal import GradientReversal, reverse_gradient
 from man_tf.layers.mixture_of_experts import MixtureOfExperts
 from man_tf.layers.word_embedding import WordEmbedding
 
-__all__ = ["BiLSTMEncoder", "CharCNN", "GradientReversal", "LanguageDiscriminator",
+__all__ = ["AttentionPooling", "BiLSTMEncoder", "CharCNN", "GradientReversal", "LanguageDiscriminator",
            "MaskedConvPooling", "MixtureOfExperts", "WordEmbedding", "reverse_gradient"]

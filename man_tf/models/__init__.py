@@ -1,5 +1,6 @@
 """MAN-MoE models built from man_tf.layers."""
 
+from man_tf.models.classifier import ManMoeClassifier
 from man_tf.models.tagger import ManMoeTagger
 
-__all__ = ["ManMoeTagger"]
+__all__ = ["ManMoeClassifier", "ManMoeTagger"]
