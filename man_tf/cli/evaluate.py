@@ -38,6 +38,10 @@ def evaluate(workdir, split="test", input_path=None, language=None, which="best"
 
     trained = experiment.load_trained(workdir, which)
     config, tags = trained.config, trained.tags
+    if config.get("task", "tagging") != "tagging":
+        raise experiment.ConfigError(
+            f"{workdir} holds a {config.task} model: man-tf-evaluate scores taggers; its dev "
+            f"and test accuracy are in {workdir}/results.json")
     languages = trained.languages
     language = language or trained.target
     if language not in languages:

@@ -14,10 +14,10 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from man_tf.data import conll, embeddings, pipeline, plaintext, vocab
+from man_tf.data import conll, embeddings, pipeline, plaintext, reviews, vocab
 from man_tf.data.errors import DataError
 from man_tf.data.textio import atomic_write_json
-from man_tf.models import ManMoeTagger
+from man_tf.models import ManMoeClassifier, ManMoeTagger
 
 CONFIG_FILE = "config.json"
 
@@ -47,20 +47,69 @@ def resolve_languages(config):
 
 
 def data_path(config, lang, split):
-    """The configured file of a language's split with ``{root}`` filled in, or None."""
+    """The configured file(s) of a language's split with ``{root}`` and
+    ``{domain}`` filled in (comma-separated for several), or None."""
     spec = config.data.languages[lang]
     if split not in spec or not spec[split]:
         return None
-    return spec[split].format(root=config.data.root)
+    return spec[split].format(root=config.data.root, domain=config.get("domain", ""))
 
 
-def _read(path, labeled, encoding):
+def _classification(config):
+    return config.get("task", "tagging") == "classification"
+
+
+def tokenize_texts(texts, batch=2000):
+    """Raw texts -> token tuples with TF Text's ``UnicodeScriptTokenizer``, the
+    op the classification SavedModel runs on raw text (so training and
+    serving split alike; Japanese, with no spaces, splits at script changes)."""
+    import tensorflow_text as tf_text
+
+    tokenizer = tf_text.UnicodeScriptTokenizer()
+    out = []
+    for start in range(0, len(texts), batch):
+        rows = tokenizer.tokenize(list(texts[start:start + batch])).to_list()
+        out.extend(tuple(t.decode("utf-8") for t in row) for row in rows)
+    return out
+
+
+def _read_documents(path, labeled, encoding):
+    if path.endswith(".review"):
+        documents = reviews.read_reviews(path)
+    elif path.endswith(".txt") and not labeled:
+        documents = [reviews.Document(" ".join(s.tokens), None, s.source)
+                     for s in plaintext.read_plain_text(path, encoding)]
+    else:
+        documents = reviews.read_labeled_text(path, encoding=encoding)
+    tokens = tokenize_texts([d.text for d in documents])
+    return [conll.Sentence(t or ("",), None, d.source, d.label if labeled else None)
+            for t, d in zip(tokens, documents)]
+
+
+def _read(path, labeled, encoding, classification=False):
+    if "," in path:
+        return [s for p in path.split(",") for s in _read(p, labeled, encoding, classification)]
+    if classification:
+        return _read_documents(path, labeled, encoding)
     if path.endswith(".txt"):
         if labeled:
             raise ConfigError(f"{path}: a plain-text file has no tags; labeled data must "
                               f"be in CoNLL format")
         return plaintext.read_plain_text(path, encoding)
     return conll.read_conll(path, encoding=encoding, labeled=labeled)
+
+
+def _cut_dev(documents, size, seed):
+    """A balanced, seeded sample of ``size`` labeled documents (the target's
+    dev set for classification)."""
+    rng = np.random.RandomState(seed)
+    by_class = {}
+    for i, d in enumerate(documents):
+        by_class.setdefault(d.label, []).append(i)
+    per_class = size // max(len(by_class), 1)
+    chosen = sorted(j for rows in by_class.values()
+                    for j in rng.permutation(rows)[:per_class])
+    return [documents[j] for j in chosen]
 
 
 @dataclasses.dataclass
@@ -82,6 +131,8 @@ def load_data(config, splits=("train", "dev", "test")):
     ``labeled=False``: its tag column is never parsed."""
     sources, target = resolve_languages(config)
     encoding = config.data.encoding
+    classification = _classification(config)
+    read = lambda path, labeled: _read(path, labeled, encoding, classification)
     data = Data(sources, target, {}, {}, {}, {})
     for lang in data.languages:
         if "train" in splits:
@@ -89,17 +140,23 @@ def load_data(config, splits=("train", "dev", "test")):
             if unlabeled_path is None:
                 raise ConfigError(f"language {lang!r} has no 'train' (or 'unlabeled') file in "
                                   f"config.data.languages.{lang}")
-            data.unlabeled[lang] = _read(unlabeled_path, False, encoding)
+            data.unlabeled[lang] = read(unlabeled_path, False)
             if lang in sources:
                 train_path = data_path(config, lang, "train")
                 if train_path is None:
                     raise ConfigError(f"source {lang!r} has no labeled 'train' file")
-                data.labeled[lang] = _read(train_path, True, encoding)
+                data.labeled[lang] = read(train_path, True)
         for split, store in (("dev", data.dev), ("test", data.test)):
             path = data_path(config, lang, split) if split in splits else None
             if path:
-                store[lang] = _read(path, True, encoding)
-    if "train" in splits:
+                store[lang] = read(path, True)
+        if (classification and lang == target and "dev" in splits and lang not in data.dev
+                and config.data.get("dev_from_train")):
+            # The authors' protocol: dev = reviews cut from the target's train
+            # file (those reviews are never trained on with their labels).
+            data.dev[lang] = _cut_dev(read(data_path(config, lang, "train"), True),
+                                      config.data.dev_from_train, config.seed)
+    if "train" in splits and not classification:
         _check_tag_sets(config, data)
     return data
 
@@ -116,6 +173,11 @@ def _check_tag_sets(config, data):
                         listed, sorted(union))
 
 
+def class_vocabulary():
+    """Classification labels, stored where a tagger stores its tags."""
+    return vocab.TagVocabulary(list(reviews.LABELS))
+
+
 def build_vocabularies(config, data):
     words = vocab.WordVocabulary.build(
         {**{lang: data.labeled.get(lang, []) + data.unlabeled[lang] for lang in data.languages}},
@@ -123,6 +185,8 @@ def build_vocabularies(config, data):
         min_count=config.data.min_count)
     every = [s for lang in data.languages for s in data.unlabeled[lang]]
     chars = vocab.CharVocabulary.build(every, lowercase=config.data.lowercase_chars)
+    if _classification(config):
+        return words, chars, class_vocabulary()
     tags = vocab.TagVocabulary.build([s for lang in data.sources for s in data.labeled[lang]])
     return words, chars, tags
 
@@ -140,8 +204,8 @@ def encode_data(config, data, words, chars, tags):
                                         f"sentence of {len(sentence)} tokens is longer than "
                                         f"data.max_length={max_length}; raise the limit or set "
                                         f"--config.data.long_sentences=truncate")
-    labeled = {lang: pipeline.encode(data.labeled[lang], lang, ids[lang], words, chars, tags,
-                                     config.data.max_chars, max_length)
+    labeled = {lang: encode_split(config, data.labeled[lang], lang, ids[lang], words, chars,
+                                  tags, max_length)
                for lang in data.sources}
     unlabeled = {lang: pipeline.encode(data.unlabeled[lang], lang, ids[lang], words, chars,
                                        None, config.data.max_chars, max_length)
@@ -154,11 +218,30 @@ def encode_data(config, data, words, chars, tags):
     return labeled, unlabeled
 
 
+def encode_split(config, sentences, language, language_id, words, chars, tags,
+                 max_length=None):
+    """Labeled sentences -> an ``EncodedCorpus`` with tags (tagging) or
+    document labels (classification)."""
+    if _classification(config):
+        return pipeline.encode(sentences, language, language_id, words, chars, None,
+                               config.data.max_chars, max_length,
+                               labels=[s.label for s in sentences])
+    return pipeline.encode(sentences, language, language_id, words, chars, tags,
+                           config.data.max_chars, max_length)
+
+
 def build_model(config, num_words, num_chars, num_tags, num_sources):
+    """The task's model (``num_tags``: tags, or classes for classification)."""
     m = config.model
     pretrained = any(config.data.embeddings.values())
-    return ManMoeTagger(
-        num_tags=num_tags, num_sources=num_sources, num_words=num_words, num_chars=num_chars,
+    if _classification(config):
+        model_class, task_kwargs = ManMoeClassifier, dict(
+            num_classes=num_tags, classifier_layers=m.tagger_layers)
+    else:
+        model_class, task_kwargs = ManMoeTagger, dict(
+            num_tags=num_tags, tagger_layers=m.tagger_layers)
+    return model_class(
+        **task_kwargs, num_sources=num_sources, num_words=num_words, num_chars=num_chars,
         num_languages=num_sources + 1, word_dim=m.word_dim,
         word_embeddings_trainable=not (pretrained and m.fix_embeddings),
         use_char_cnn=m.use_char_cnn, char_embedding_dim=m.char_embedding_dim,
@@ -167,7 +250,7 @@ def build_model(config, num_words, num_chars, num_tags, num_sources):
         unique_char_words=not config.train.jit_compile, shared_hidden=m.shared_hidden,
         private_hidden=m.private_hidden, lstm_layers=m.lstm_layers, use_private=m.use_private,
         expert_hidden=m.expert_hidden, private_moe_layers=m.private_moe_layers,
-        tagger_layers=m.tagger_layers, use_tag_moe=m.use_tag_moe, dropout=m.dropout,
+        use_tag_moe=m.use_tag_moe, dropout=m.dropout,
         word_dropout=m.word_dropout, mlp_dropout=m.mlp_dropout, discriminator=m.discriminator,
         discriminator_filters=m.discriminator_filters,
         discriminator_kernel_sizes=tuple(m.discriminator_kernel_sizes),

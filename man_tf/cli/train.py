@@ -68,7 +68,7 @@ def train(config, workdir):
     from man_tf.cli import experiment
     from man_tf.data import pipeline, vocab
     from man_tf.data.textio import atomic_write_json
-    from man_tf.evaluation import tagging
+    from man_tf.evaluation import classification, tagging
     from man_tf.models import inference
     from man_tf.training import checkpoints, strategy as strategies
     from man_tf.training.trainer import AdversarialTrainer
@@ -150,12 +150,17 @@ def train(config, workdir):
                  config.train.batch_size * len(data.sources))
 
     predict_fn = inference.make_predict_fn(model)
+    classifying = config.get("task", "tagging") == "classification"
+    metric = "acc" if classifying else "f1"  # selection metric: accuracy / entity F1
+    # Documents are read up to the training length (as served); sentences whole.
+    eval_max_length = (config.data.max_length or None) if classifying else None
     eval_languages = [data.target] + (data.sources if config.train.eval_source_dev else [])
     eval_sets = {}
     for lang in eval_languages:
         if lang in data.dev:
-            corpus = pipeline.encode(data.dev[lang], lang, data.languages.index(lang), words,
-                                     chars, tags, config.data.max_chars)
+            corpus = experiment.encode_split(config, data.dev[lang], lang,
+                                             data.languages.index(lang), words, chars, tags,
+                                             eval_max_length)
             eval_sets[lang] = (data.dev[lang], corpus)
     if data.target not in eval_sets:
         logging.warning("target %s has no dev file: the last checkpoint is kept as 'best'",
@@ -166,7 +171,10 @@ def train(config, workdir):
         for lang, (sentences, corpus) in sets.items():
             batches = pipeline.evaluation_batches(corpus, config.train.eval_batch_size)
             predictions = inference.predict_corpus(predict_fn, batches, len(corpus))
-            scores = tagging.score(sentences, tagging.decode(predictions.ids, tags))
+            if classifying:
+                scores = classification.score(sentences, predictions.ids)
+            else:
+                scores = tagging.score(sentences, tagging.decode(predictions.ids, tags))
             results[lang] = (scores, predictions)
         return results
 
@@ -216,25 +224,28 @@ def train(config, workdir):
             history.add("train", step, **values, steps_per_second=rate)
             eta = (total - step) / max(rate, 1e-9)
             logging.info("step %d/%d  %.2f it/s  eta %dm%02ds  task %.3f  D acc %.3f  "
-                         "dev F1 %.2f", step, total, rate, eta // 60, eta % 60,
-                         values["task_loss"], values.get("d_accuracy", float("nan")), last_dev)
+                         "dev %s %.2f", step, total, rate, eta // 60, eta % 60,
+                         values["task_loss"], values.get("d_accuracy", float("nan")), metric,
+                         last_dev)
         if eval_sets and (step % config.train.eval_every == 0 or step == total):
             results = evaluate(eval_sets)
             with dev_writer.as_default(step=step):
                 for lang, (scores, predictions) in results.items():
-                    tf.summary.scalar(f"f1/{lang}", scores.f1)
+                    tf.summary.scalar(f"{metric}/{lang}", scores.primary)
                     weights = dict(zip(data.sources,
                                        map(float, inference.mean_gate(predictions.gates))))
                     for source, weight in weights.items():
                         tf.summary.scalar(f"expert_weight/{lang}/{source}", weight)
-                    history.add("dev", step, language=lang, f1=scores.f1, expert_weights=weights)
+                    history.add("dev", step, language=lang, metric=metric, score=scores.primary,
+                                expert_weights=weights)
             if data.target in results:
-                last_dev = results[data.target][0].f1
+                last_dev = results[data.target][0].primary
                 if last_dev > float(state.best_score.numpy()):
                     state.best_score.assign(last_dev)
                     state.best_step.assign(step)
                     state.save_best()
-                    logging.info("step %d: new best %s dev F1 %.2f", step, data.target, last_dev)
+                    logging.info("step %d: new best %s dev %s %.2f", step, data.target, metric,
+                                 last_dev)
         if step % config.train.checkpoint_every == 0 or step == total:
             state.save_latest()
     writer.flush()
@@ -251,12 +262,12 @@ def train(config, workdir):
     final_sets = {}
     for split, store in (("dev", data.dev), ("test", data.test)):
         if data.target in store:
-            corpus = pipeline.encode(store[data.target], data.target,
-                                     data.languages.index(data.target), words, chars, tags,
-                                     config.data.max_chars)
+            corpus = experiment.encode_split(config, store[data.target], data.target,
+                                             data.languages.index(data.target), words, chars,
+                                             tags, eval_max_length)
             final_sets[split] = (store[data.target], corpus)
     for split, (scores, predictions) in evaluate(final_sets).items():
-        results[f"{split}_f1"] = scores.f1
+        results[f"{split}_{metric}"] = scores.primary
         results[f"{split}_scores"] = scores.to_dict()
         # Which sources the target borrows from: C's and F_p's average gates.
         results[f"{split}_expert_weights"] = dict(zip(
@@ -268,9 +279,9 @@ def train(config, workdir):
         atomic_write_json(os.path.join(workdir, "results.json"), results)
     elif write_dir != workdir:
         shutil.rmtree(write_dir, ignore_errors=True)
-    logging.info("done: best step %d, %s dev F1 %.2f, test F1 %.2f", results["best_step"],
-                 data.target, results.get("dev_f1", float("nan")),
-                 results.get("test_f1", float("nan")))
+    logging.info("done: best step %d, %s dev %s %.2f, test %s %.2f", results["best_step"],
+                 data.target, metric, results.get(f"dev_{metric}", float("nan")), metric,
+                 results.get(f"test_{metric}", float("nan")))
     return results
 
 
@@ -293,8 +304,10 @@ def main(argv):
             config.train.profile_steps = FLAGS.profile_steps
     with user_errors("man-tf-train"):
         results = train(config, workdir)
-    print(f"{results['target']}: dev F1 {results.get('dev_f1', float('nan')):.2f}  "
-          f"test F1 {results.get('test_f1', float('nan')):.2f}  "
+    metric = "acc" if "dev_acc" in results or "test_acc" in results else "f1"
+    name = {"acc": "accuracy", "f1": "F1"}[metric]
+    print(f"{results['target']}: dev {name} {results.get(f'dev_{metric}', float('nan')):.2f}  "
+          f"test {name} {results.get(f'test_{metric}', float('nan')):.2f}  "
           f"(best step {results['best_step']}; results in {workdir}/results.json)")
 
 

@@ -20,11 +20,13 @@ PREFIXES = ("B", "I")
 
 @dataclasses.dataclass(frozen=True)
 class Sentence:
-    """One sentence: tokens, tags (``None`` when unlabeled) and where it came from."""
+    """One sentence (or document): tokens, tags or a class label (``None``
+    when unlabeled), and where it came from."""
 
     tokens: tuple
     tags: Optional[tuple] = None
     source: str = ""  # "path:line" of the first token
+    label: Optional[int] = None  # a document's class (classification data)
 
     def __len__(self):
         return len(self.tokens)

@@ -90,11 +90,13 @@ def write_report(workdir, output_dir=None):
     fig, ax = plt.subplots(figsize=(6, 4))
     dev = [r for r in history if r["kind"] == "dev"]
     for language in sorted({r["language"] for r in dev}):
-        points = [(r["step"], r["f1"]) for r in dev if r["language"] == language]
+        points = [(r["step"], r.get("score", r.get("f1"))) for r in dev
+                  if r["language"] == language]
         ax.plot(*zip(*points), marker="o", label=language)
     ax.set_xlabel("step")
-    ax.set_ylabel("entity F1")
-    ax.set_title("dev F1")
+    metric = dev[0].get("metric", "f1") if dev else "f1"
+    ax.set_ylabel("entity F1" if metric == "f1" else "accuracy")
+    ax.set_title(f"dev {'F1' if metric == 'f1' else 'accuracy'}")
     if dev:
         ax.legend()
     fig.tight_layout()
@@ -102,10 +104,12 @@ def write_report(workdir, output_dir=None):
     fig.savefig(written[-1], dpi=100)
     plt.close(fig)
 
+    metric = "acc" if "dev_acc" in results or "test_acc" in results else "f1"
+    name = "accuracy" if metric == "acc" else "F1"
     lines = [f"# What to share: {', '.join(sources)} -> {target}", "",
              f"Best checkpoint: step {results['best_step']} of {results['steps']}; "
-             f"{target} dev F1 {results.get('dev_f1', float('nan')):.2f}, "
-             f"test F1 {results.get('test_f1', float('nan')):.2f}.", "",
+             f"{target} dev {name} {results.get(f'dev_{metric}', float('nan')):.2f}, "
+             f"test {name} {results.get(f'test_{metric}', float('nan')):.2f}.", "",
              f"Average expert weights on the {target} {split} sentences (every token):", "",
              "| source | " + " | ".join(name for name, _ in gates) + " |",
              "|---|" + "---|" * len(gates)]

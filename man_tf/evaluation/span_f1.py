@@ -69,6 +69,11 @@ class SpanScores:
     def accuracy(self):
         return 100.0 * self.correct_tokens / self.tokens if self.tokens else 0.0
 
+    @property
+    def primary(self):
+        """The number model selection maximises: entity F1."""
+        return self.f1
+
     def to_dict(self):
         out = {"precision": self.precision, "recall": self.recall, "f1": self.f1,
                "correct": self.correct, "predicted": self.predicted, "gold": self.gold}

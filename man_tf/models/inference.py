@@ -25,8 +25,9 @@ def make_predict_fn(model):
 
 
 class Predictions(collections.namedtuple("Predictions", "ids gates private_gates")):
-    """Per sentence, in corpus order: predicted ids ``[length]``, C's gate
-    weights ``[length, experts]``, F_p's (``None`` without F_p)."""
+    """Per sentence, in corpus order: predicted ids ``[length]`` (tagging) or
+    one class id (classification), C's gate weights ``[length, experts]``
+    (``[1, experts]`` for a document), F_p's (``None`` without F_p)."""
 
     def __iter__(self):  # ``ids, gates = predictions`` keeps working
         return iter((self.ids, self.gates))
@@ -39,12 +40,18 @@ def predict_corpus(predict_fn, batches, size):
         out = predict_fn({k: batch[k] for k in ("words", "chars", "lengths")})
         out_ids, out_gate = out["ids"].numpy(), out["gate"].numpy()
         out_private = out["private_gate"].numpy() if "private_gate" in out else None
+        per_token = out_ids.ndim == 2  # tagging; classification has one id per row
         for row, (index, length) in enumerate(zip(batch["index"].numpy(),
                                                   batch["lengths"].numpy())):
-            ids[index] = out_ids[row, :length]
-            gates[index] = out_gate[row, :length]
+            if per_token:
+                ids[index] = out_ids[row, :length]
+                take = lambda a, row=row, length=length: a[row, :length]
+            else:
+                ids[index] = out_ids[row]
+                take = lambda a, row=row: a[row:row + 1]
+            gates[index] = take(out_gate)
             if out_private is not None:
-                private[index] = out_private[row, :length]
+                private[index] = take(out_private)
     return Predictions(ids, gates, private if out_private is not None else None)
 
 

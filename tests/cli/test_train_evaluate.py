@@ -100,3 +100,51 @@ def test_profile_steps_write_a_trace(tmp_path):
     traces = [os.path.join(d, f) for d, _, files in os.walk(workdir) for f in files
               if f.endswith(".xplane.pb")]
     assert traces and os.path.getsize(traces[0]) > 1000
+
+
+def small_webis(root, per_file=40):
+    """A Webis-CLS-10-shaped folder with the first and last reviews of each real file."""
+    from tests.conftest import SHARED_DATA
+    webis = os.path.join(SHARED_DATA, "webis-cls-10")
+    if not os.path.isdir(webis):
+        pytest.skip(f"real data not found at {webis}")
+    import re
+    for lang in ("en", "de", "fr", "jp"):
+        for domain in ("books", "dvd", "music"):
+            for split in ("train", "test"):
+                text = open(os.path.join(webis, lang, domain, f"{split}.review"),
+                            encoding="utf-8").read()
+                items = re.findall(r"<item>.*?</item>", text, flags=re.S)
+                keep = items[:per_file // 2] + items[-per_file // 2:]
+                folder = os.path.join(root, lang, domain)
+                os.makedirs(folder, exist_ok=True)
+                with open(os.path.join(folder, f"{split}.review"), "w", encoding="utf-8") as f:
+                    f.write("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<items>"
+                            + "".join(keep) + "</items>\n")
+    return root
+
+
+def test_classification_trains_through_the_same_command(tmp_path):
+    root = small_webis(str(tmp_path / "webis"))
+    config = load_config("amazon_cls")
+    config.data.root = root
+    config.domain, config.target = "dvd", "jp"
+    config.data.dev_from_train = 20
+    config.data.max_length = 40
+    config.data.buckets = (16, 32)
+    for field in ("shared_hidden", "private_hidden", "expert_hidden", "discriminator_hidden"):
+        config.model[field] = 16
+    config.model.word_dim = 16
+    config.train.steps, config.train.eval_every, config.train.batch_size = 20, 10, 4
+    data = experiment.load_data(config)
+    assert data.sources == ["de", "en", "fr"] and "jp" not in data.labeled
+    assert len(data.dev["jp"]) == 20 and sum(s.label for s in data.dev["jp"]) == 10
+    assert len(data.unlabeled["jp"]) == 3 * 40  # every domain's train text, labels unread
+    assert all(s.label is None for s in data.unlabeled["jp"])
+    workdir = str(tmp_path / "cls")
+    results = train(config, workdir)
+    assert 0 <= results["dev_acc"] <= 100 and 0 <= results["test_acc"] <= 100
+    assert results["test_scores"]["total"] == 40
+    assert set(results["test_expert_weights"]) == {"de", "en", "fr"}
+    with pytest.raises(experiment.ConfigError, match="holds a classification model"):
+        evaluate(workdir)

@@ -1,0 +1,61 @@
+"""Cross-lingual sentiment on Webis-CLS-10 (Chen et al. 2019, Table 4).
+
+    man-tf-train --config=configs/amazon_cls.py --config.domain=books --config.target=de \
+        --workdir=workdirs/books-de
+
+For one domain: labeled sources = en plus the two other languages of
+de/fr/jp, target = the remaining one (its labels never used for training).
+Model selection on 400 reviews cut from the target's train file (balanced,
+seeded), as the authors did; test = the target's 2,000 test reviews.
+Unlabeled text (labels never read) = the train reviews of all three domains
+of every language (the original ``unlabeled.review`` files are not
+available). Defaults from the authors' scripts/train_amazon_3to1.sh +
+options.py: hidden 128, batch 16, λ 0.002, k 1, gate weights 0.01, dropout
+0.5, no character embeddings.
+"""
+
+import importlib.util
+import os
+
+import ml_collections
+
+DOMAINS = ("books", "dvd", "music")
+
+
+def _base_config():
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conll_ner.py")
+    spec = importlib.util.spec_from_file_location("conll_ner", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def get_config():
+    config = _base_config()
+    config.task = "classification"
+    config.domain = "books"   # books | dvd | music
+    config.target = "de"      # de | fr | jp
+    config.sources = ()       # () = en + the other two
+    data = config.data
+    data.root = "../shared/data/webis-cls-10"
+    data.format = "reviews"
+    data.languages = ml_collections.ConfigDict({
+        lang: {"train": f"{{root}}/{lang}/{{domain}}/train.review", "dev": "",
+               "test": f"{{root}}/{lang}/{{domain}}/test.review",
+               # every domain's train reviews, comma-separated, labels unread
+               "unlabeled": ",".join(f"{{root}}/{lang}/{d}/train.review" for d in DOMAINS)}
+        for lang in ("en", "de", "fr", "jp")})
+    data.embeddings = ml_collections.ConfigDict({lang: "" for lang in data.languages})
+    data.dev_from_train = 400       # target dev reviews cut from its train file
+    data.max_length = 256           # tokens per review (longer ones are truncated, counted)
+    data.buckets = (32, 64, 128, 192)
+    model = config.model
+    model.use_char_cnn = False      # --no_charemb in the authors' script
+    model.shared_hidden = 128
+    model.private_hidden = 128
+    model.expert_hidden = 128
+    model.discriminator_hidden = 128
+    train = config.train
+    train.eval_every = 250
+    train.checkpoint_every = 250
+    return config
