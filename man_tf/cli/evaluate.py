@@ -38,10 +38,8 @@ def evaluate(workdir, split="test", input_path=None, language=None, which="best"
 
     trained = experiment.load_trained(workdir, which)
     config, tags = trained.config, trained.tags
-    if config.get("task", "tagging") != "tagging":
-        raise experiment.ConfigError(
-            f"{workdir} holds a {config.task} model: man-tf-evaluate scores taggers; its dev "
-            f"and test accuracy are in {workdir}/results.json")
+    if config.get("task", "tagging") == "classification":
+        return _evaluate_classifier(trained, split, input_path, language, output)
     languages = trained.languages
     language = language or trained.target
     if language not in languages:
@@ -77,13 +75,64 @@ def evaluate(workdir, split="test", input_path=None, language=None, which="best"
     return scores, output
 
 
+def _evaluate_classifier(trained, split, input_path, language, output):
+    """Accuracy of a classifier on the target's dev/test split or on a file
+    (``.review`` XML or ``label<TAB>text``); writes ``<output>.tsv`` (gold,
+    predicted, source) and ``<output>.json``."""
+    from man_tf.cli import experiment
+    from man_tf.data import pipeline
+    from man_tf.data.textio import atomic_write_json, atomic_write_text
+    from man_tf.evaluation import classification
+    from man_tf.models import inference
+
+    config, classes = trained.config, trained.tags
+    language = language or trained.target
+    if language not in trained.languages:
+        raise experiment.ConfigError(f"language {language!r} was not trained; the model knows "
+                                     f"{trained.languages}")
+    if input_path is None:
+        data = experiment.load_data(config, splits=(split,))
+        store = data.dev if split == "dev" else data.test
+        if language not in store:
+            raise experiment.ConfigError(f"{language} has no {split!r} data in the config; "
+                                         f"pass --input")
+        documents, name = store[language], f"{language}.{split}"
+    else:
+        documents = experiment.read_labeled_documents(config, input_path)
+        name = f"{language}.{os.path.basename(input_path)}"
+    corpus = experiment.encode_split(config, documents, language,
+                                     trained.languages.index(language), trained.words,
+                                     trained.chars, classes, config.data.max_length or None)
+    predictions = inference.predict_corpus(
+        inference.make_predict_fn(trained.model),
+        pipeline.evaluation_batches(corpus, config.train.eval_batch_size), len(corpus))
+    scores = classification.score(documents, predictions.ids)
+    output = output or os.path.join(trained_dir(trained), "eval", name)
+    atomic_write_text(output + ".tsv", "".join(
+        f"{classes.tags[d.label]}\t{classes.tags[int(p)]}\t{d.source}\n"
+        for d, p in zip(documents, predictions.ids)))
+    atomic_write_json(output + ".json", {
+        "language": language, "checkpoint": trained.checkpoint, **scores.to_dict(),
+        "expert_weights": dict(zip(trained.sources,
+                                   map(float, inference.mean_gate(predictions.gates))))})
+    print(f"accuracy: {scores.accuracy:.2f}% ({scores.correct} of {scores.total})")
+    return scores, output
+
+
+def trained_dir(trained):
+    """The workdir a checkpoint came from (``<workdir>/best/ckpt-N``)."""
+    return os.path.dirname(os.path.dirname(trained.checkpoint))
+
+
 def main(argv):
     del argv
     from man_tf.cli.experiment import user_errors
     with user_errors("man-tf-evaluate"):
         scores, output = evaluate(FLAGS.workdir, FLAGS.split, FLAGS.input, FLAGS.language,
                                   FLAGS.checkpoint, FLAGS.output)
-    print(f"F1 {scores.f1:.2f}; predictions in {output}.conll, scores in {output}.json")
+    print(f"{'accuracy' if hasattr(scores, 'total') else 'F1'} {scores.primary:.2f}; "
+          f"predictions in {output}.{'tsv' if hasattr(scores, 'total') else 'conll'}, scores in "
+          f"{output}.json")
 
 
 def run():

@@ -99,6 +99,12 @@ def _read(path, labeled, encoding, classification=False):
     return conll.read_conll(path, encoding=encoding, labeled=labeled)
 
 
+def read_labeled_documents(config, path):
+    """A labeled classification file (``.review`` or ``label<TAB>text``),
+    tokenized as training tokenizes."""
+    return _read(path, True, config.data.encoding, classification=True)
+
+
 def _cut_dev(documents, size, seed):
     """A balanced, seeded sample of ``size`` labeled documents (the target's
     dev set for classification)."""

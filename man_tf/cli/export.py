@@ -23,18 +23,22 @@ def define_flags():
 
 
 def _warmup_examples(config, languages):
-    """A few real sentences per language from the training config's files."""
+    """A few real sentences (or reviews) per language from the config's files."""
     from man_tf.cli import experiment
-    from man_tf.data import conll
+    from man_tf.data import conll, reviews
 
     texts, codes = [], []
     for lang in languages:
         for split in ("dev", "test", "train", "unlabeled"):
-            path = experiment.data_path(config, lang, split)
+            path = (experiment.data_path(config, lang, split) or "").split(",")[0]
             if path and os.path.exists(path) and not path.endswith(".txt"):
-                for sentence in conll.read_conll(path, config.data.encoding, labeled=False)[:2]:
-                    texts.append(" ".join(sentence.tokens))
-                    codes.append(lang)
+                if path.endswith(".review"):
+                    found = [d.text[:400] for d in reviews.read_reviews(path)[:2]]
+                else:
+                    found = [" ".join(s.tokens) for s in
+                             conll.read_conll(path, config.data.encoding, labeled=False)[:2]]
+                texts += found
+                codes += [lang] * len(found)
                 break
     if not texts:
         texts, codes = ["Angela Merkel visited Paris ."], [languages[0]]
@@ -44,6 +48,7 @@ def _warmup_examples(config, languages):
 def export(workdir, export_base, which="best"):
     """Returns the path of the new version."""
     from man_tf.cli import experiment
+    from man_tf.export.classifier_serving import ClassifierServing
     from man_tf.export.saved_model import export_serving
     from man_tf.export.tagger_serving import TaggerServing
 
@@ -52,11 +57,23 @@ def export(workdir, export_base, which="best"):
     config, tags, languages = trained.config, trained.tags, trained.languages
     sources, target, path = trained.sources, trained.target, trained.checkpoint
     model, words, chars = trained.model, trained.words, trained.chars
+    common = {"man_tf_version": man_tf.__version__, "languages": languages, "target": target,
+              "expert_languages": sources, "checkpoint": os.path.abspath(path)}
+    if config.get("task", "tagging") == "classification":
+        serving = ClassifierServing(model, words, chars, tags, languages, config.data.max_chars,
+                                    config.data.max_length)
+        metadata = {**common, "task": "classification", "classes": tags.tags,
+                    "max_length": config.data.max_length, "signatures": {
+                        "serving_default": {"inputs": {"text": "string [batch]",
+                                                       "language": "string [batch]"}},
+                        "outputs": {"label": "string [batch]",
+                                    "probabilities": "float32 [batch, classes]",
+                                    "lengths": "int32 [batch]",
+                                    "expert_weights": "float32 [batch, expert_languages]"}}}
+        return export_serving(serving, export_base, metadata,
+                              _warmup_examples(config, languages))
     serving = TaggerServing(model, words, chars, tags, languages, config.data.max_chars)
-    metadata = {"man_tf_version": man_tf.__version__, "task": "tagging",
-                "languages": languages, "target": target,
-                "expert_languages": sources, "tags": tags.tags,
-                "checkpoint": os.path.abspath(path),
+    metadata = {**common, "task": "tagging", "tags": tags.tags,
                 "signatures": {
                     "serving_default": {"inputs": {"text": "string [batch]",
                                                    "language": "string [batch]"}},

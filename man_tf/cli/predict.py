@@ -1,13 +1,17 @@
-"""man-tf-predict: tag text with an exported SavedModel (no training code needed).
+"""man-tf-predict: tag or classify text with an exported SavedModel (no training code).
 
     echo "Angela Weber besuchte Berlin ." | man-tf-predict --model=saved_models/conll_de --language=de
     man-tf-predict --model=saved_models/conll_de/3 --language=de --input=news.txt --format=jsonl
     man-tf-predict --model=... --language=de --input=tokens.txt --tokenized
 
 ``--model`` is a version folder or an export base (its highest version).
-Input: one sentence per line (raw text, or whitespace-separated tokens with
-``--tokenized``). Output: CoNLL columns (token tag) or JSON lines with tokens,
-tags, scores and the per-source expert weights averaged over the sentence.
+Input: one sentence (tagger) or document (classifier) per line; for a
+tagger, whitespace-separated tokens with ``--tokenized``. Output for a
+tagger: CoNLL columns (token tag) or JSON lines with tokens, tags, scores
+and the per-source expert weights averaged over the sentence; for a
+classifier: ``label<TAB>text`` lines or JSON lines with the label, class
+probabilities and expert weights. The model's kind is read from
+``assets.extra/man_tf.json``.
 """
 
 import json
@@ -47,7 +51,22 @@ def predict_lines(model_dir, lines, language, tokenized=False, batch_size=64):
 
     loaded = tf.saved_model.load(model_dir)
     with open(os.path.join(model_dir, "assets.extra", "man_tf.json"), encoding="utf-8") as f:
-        experts = json.load(f)["expert_languages"]
+        metadata = json.load(f)
+    experts = metadata["expert_languages"]
+    if metadata.get("task") == "classification":
+        classes = metadata["classes"]
+        for start in range(0, len(lines), batch_size):
+            chunk = lines[start:start + batch_size]
+            out = loaded.signatures["serving_default"](
+                text=tf.constant(chunk), language=tf.constant([language] * len(chunk)))
+            out = {k: v.numpy() for k, v in out.items()}
+            for row, text in enumerate(chunk):
+                yield {"text": text, "label": out["label"][row].decode("utf-8"),
+                       "probabilities": {c: round(float(p), 4)
+                                         for c, p in zip(classes, out["probabilities"][row])},
+                       "expert_weights": {e: round(float(w), 4)
+                                          for e, w in zip(experts, out["expert_weights"][row])}}
+        return
     for start in range(0, len(lines), batch_size):
         chunk = lines[start:start + batch_size]
         codes = tf.constant([language] * len(chunk))
@@ -81,6 +100,8 @@ def main(argv):
                                     FLAGS.batch_size):
             if FLAGS.format == "jsonl":
                 print(json.dumps(result, ensure_ascii=False))
+            elif "label" in result:
+                print(f"{result['label']}\t{result['text']}")
             else:
                 for token, tag in zip(result["tokens"], result["tags"]):
                     print(f"{token} {tag}")

@@ -39,7 +39,8 @@ def _warmup_records(examples):
 
 
 def export_serving(serving, export_base, metadata, warmup_examples):
-    """Writes ``serving`` (a ``TaggerServing``) as the next version; returns its path."""
+    """Writes ``serving`` (a ``TaggerServing`` or ``ClassifierServing``: its
+    ``endpoints()`` become the signatures) as the next version; returns its path."""
     os.makedirs(export_base, exist_ok=True)
     for name in os.listdir(export_base):
         if name.startswith(_TMP_PREFIX):
@@ -52,15 +53,8 @@ def export_serving(serving, export_base, metadata, warmup_examples):
         archive.track(serving.model)
         for resource in serving.resources():
             archive.track(resource)
-        archive.add_endpoint(
-            "serving_default", serving.tag_text,
-            input_signature=[tf.TensorSpec([None], tf.string, name="text"),
-                             tf.TensorSpec([None], tf.string, name="language")])
-        archive.add_endpoint(
-            "tag_tokens", serving.tag_tokens,
-            input_signature=[tf.TensorSpec([None, None], tf.string, name="tokens"),
-                             tf.TensorSpec([None], tf.int32, name="lengths"),
-                             tf.TensorSpec([None], tf.string, name="language")])
+        for name, function, signature in serving.endpoints():
+            archive.add_endpoint(name, function, input_signature=signature)
         archive.write_out(tmp, verbose=False)
         extra = os.path.join(tmp, "assets.extra")
         os.makedirs(extra, exist_ok=True)

@@ -1,0 +1,39 @@
+"""The classifier's serving graph: raw text + language -> label, probabilities, experts.
+
+``serving_default``: ``text`` (string ``[batch]``) + ``language`` (string
+``[batch]``) -> ``label`` (string ``[batch]``), ``probabilities`` (float
+``[batch, classes]``, classes in ``assets.extra/man_tf.json``), ``lengths``
+(tokens read, int32 ``[batch]``, at most the training ``max_length``) and
+``expert_weights`` (float ``[batch, sources]``: C's gate, how much each
+source-language expert decided the label).
+"""
+
+import tensorflow as tf
+
+from man_tf.export.text_encoder import TextEncoder
+
+
+class ClassifierServing:
+    """Serving functions around a trained ``ManMoeClassifier``."""
+
+    def __init__(self, model, words, chars, classes, languages, max_chars, max_length):
+        self.model = model
+        self.encoder = TextEncoder(words, chars, languages, max_chars, max_length)
+        self.class_names = tf.constant(list(classes.tags))
+
+    def resources(self):
+        return self.encoder.resources()
+
+    def classify_text(self, text, language):
+        inputs = self.encoder.encode(self.encoder.tokenize(text), language)
+        outputs = self.model(inputs, training=False)
+        probabilities = tf.exp(tf.cast(outputs["log_probs"], tf.float32))
+        return {"label": tf.gather(self.class_names, tf.argmax(probabilities, axis=-1)),
+                "probabilities": probabilities, "lengths": inputs["lengths"],
+                "expert_weights": tf.nn.softmax(tf.cast(outputs["gate_logits"], tf.float32), -1)}
+
+    def endpoints(self):
+        """``(name, function, input signature)`` for each signature."""
+        return [("serving_default", self.classify_text,
+                 [tf.TensorSpec([None], tf.string, name="text"),
+                  tf.TensorSpec([None], tf.string, name="language")])]

@@ -1,0 +1,87 @@
+"""Raw text or tokens -> the model's input ids, inside a serving graph.
+
+Shared by the tagger's and the classifier's serving graphs. Uses only ops
+TensorFlow Serving ships (core TF + TF Text's ``UnicodeScriptTokenizer``,
+the tokenizer classification training uses too). Words are looked up as in
+training: lowercased (``tf.strings.lower``, UTF-8) when the vocabulary is,
+in the language's own block of rows (or the shared block), unknown words to
+that language's ``<unk>``, unknown characters to the character ``<unk>``. An
+unknown language code fails the request with an ``InvalidArgumentError``
+naming the trained codes.
+"""
+
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+from man_tf.data.vocab import SHARED, UNK_ID
+
+SEPARATOR = "\x1f"  # between block name and word in the word table's keys
+
+
+def _table(keys, values, default):
+    return tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(keys, tf.string),
+                                            tf.constant(values, tf.int64)), default)
+
+
+class TextEncoder:
+    """Lookup tables built from the training vocabularies, and the encoding."""
+
+    def __init__(self, words, chars, languages, max_chars, max_length=None):
+        self.languages = list(languages)
+        self.max_chars = int(max_chars)
+        self.max_length = int(max_length) if max_length else None
+        self.lowercase_words = words.lowercase
+        self.lowercase_chars = chars.lowercase
+        self.shared = words.shared
+        keys, rows = [], []
+        for row, block, word in words.rows():
+            keys.append(f"{block}{SEPARATOR}{word}")
+            rows.append(row)
+        self.word_table = _table(keys, rows, -1)
+        self.language_table = _table(self.languages, list(range(len(self.languages))), -1)
+        self.unknown_rows = tf.constant([words.unk_id(lang) for lang in self.languages], tf.int64)
+        self.char_table = _table(chars.tokens, list(range(len(chars.tokens))), UNK_ID)
+        self.tokenizer = tf_text.UnicodeScriptTokenizer()
+
+    def resources(self):
+        """The tables an export must track."""
+        return [self.word_table, self.language_table, self.char_table]
+
+    def tokenize(self, text):
+        """string ``[batch]`` -> ragged tokens ``[batch, (time)]`` (cut to ``max_length``)."""
+        tokens = self.tokenizer.tokenize(text)
+        return tokens[:, :self.max_length] if self.max_length else tokens
+
+    def _language_ids(self, language):
+        ids = self.language_table.lookup(language)
+        check = tf.debugging.Assert(
+            tf.reduce_all(ids >= 0),
+            ["unknown language code; trained languages are " + ", ".join(self.languages)
+             + "; got:", language], summarize=8)
+        with tf.control_dependencies([check]):
+            return tf.identity(ids)
+
+    def encode(self, tokens, language):
+        """Ragged tokens + language codes -> ``{"words", "chars", "lengths"}``
+        (at least one time step, so a batch of empty texts still runs)."""
+        language_ids = self._language_ids(language)
+        flat = tokens.flat_values
+        token_language = tf.gather(language_ids, tokens.value_rowids())
+        normalized = tf.strings.lower(flat, encoding="utf-8") if self.lowercase_words else flat
+        block = (tf.fill(tf.shape(flat), SHARED) if self.shared
+                 else tf.gather(tf.constant(self.languages), token_language))
+        rows = self.word_table.lookup(tf.strings.join([block, normalized], SEPARATOR))
+        rows = tf.where(rows >= 0, rows, tf.gather(self.unknown_rows, token_language))
+        char_source = tf.strings.lower(flat, encoding="utf-8") if self.lowercase_chars else flat
+        characters = tf.strings.unicode_split(char_source, "UTF-8")[:, :self.max_chars]
+        char_ids = tf.ragged.map_flat_values(self.char_table.lookup, characters)
+        lengths = tf.cast(tokens.row_lengths(), tf.int32)
+        batch = tf.shape(lengths)[0]
+        time = tf.maximum(tf.reduce_max(tf.concat([lengths, [0]], 0)), 1)
+        words = tokens.with_flat_values(rows).to_tensor(shape=[batch, time])
+        char_ids = tokens.with_flat_values(char_ids).to_tensor()
+        char_ids = tf.pad(char_ids, [[0, 0], [0, time - tf.shape(char_ids)[1]],
+                                     [0, tf.maximum(1 - tf.shape(char_ids)[2], 0)]])
+        return {"words": tf.cast(words, tf.int32), "chars": tf.cast(char_ids, tf.int32),
+                "lengths": lengths}
