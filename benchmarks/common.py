@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
@@ -67,3 +68,26 @@ def save(name, data):
         f.write("\n")
     os.replace(tmp, path)
     return path
+
+
+def run_training(config_file, flags, workdir, steps):
+    """Runs ``man-tf-train`` in a fresh process unless ``workdir`` already
+    holds results at this budget (an interrupted run resumes from its
+    checkpoint). Returns ``(results, wall seconds or None if not run now)``."""
+    import time
+
+    results_path = os.path.join(workdir, "results.json")
+    if os.path.exists(results_path):
+        with open(results_path, encoding="utf-8") as f:
+            done = json.load(f)
+        if done.get("steps") == steps:
+            return done, None
+    command = [sys.executable, "-m", "man_tf.cli.train", f"--config={config_file}",
+               f"--config.train.steps={steps}", f"--workdir={workdir}", *flags]
+    print("running:", " ".join(command[1:]), flush=True)
+    start = time.time()
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    subprocess.run(command, cwd=ROOT, env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(results_path, encoding="utf-8") as f:
+        return json.load(f), time.time() - start

@@ -14,11 +14,8 @@ sessions. Results merge into benchmarks/results/conll_3to1.json and .md.
 """
 
 import argparse
-import json
 import os
-import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import common  # noqa: E402
@@ -38,22 +35,9 @@ PAPER = {"de": 56.00, "es": 73.50, "nl": 72.40}
 
 def run(variant, target, steps, workroot, extra, label=None):
     workdir = os.path.join(workroot, f"{variant}-{target}" + (f"-{label}" if label else ""))
-    results_path = os.path.join(workdir, "results.json")
-    if os.path.exists(results_path):
-        with open(results_path, encoding="utf-8") as f:
-            done = json.load(f)
-        if done.get("steps") == steps:
-            return done, None
-    command = [sys.executable, "-m", "man_tf.cli.train", "--config=configs/conll_ner.py",
-               f"--config.target={target}", f"--config.train.steps={steps}",
-               f"--workdir={workdir}", *VARIANTS[variant][0], *extra]
-    print("running:", " ".join(command[1:]), flush=True)
-    start = time.time()
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    subprocess.run(command, cwd=common.ROOT, env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    with open(results_path, encoding="utf-8") as f:
-        return json.load(f), time.time() - start
+    return common.run_training("configs/conll_ner.py",
+                               [f"--config.target={target}", *VARIANTS[variant][0], *extra],
+                               workdir, steps)
 
 
 def table(data):
