@@ -1,7 +1,6 @@
 """Shared helpers for benchmark scripts: machine description, result files."""
 
 import datetime
-import importlib.util
 import json
 import os
 import platform
@@ -17,11 +16,9 @@ CONLL_DATA = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "conll"
 
 def conll_config():
     """``configs/conll_ner.py``'s config, with the real data's absolute path."""
-    spec = importlib.util.spec_from_file_location(
-        "conll_ner", os.path.join(ROOT, "configs", "conll_ner.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    from man_tf.config_files import load_config_file
+
+    config = load_config_file("conll_ner")
     config.data.root = CONLL_DATA
     return config
 

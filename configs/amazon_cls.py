@@ -14,24 +14,18 @@ options.py: hidden 128, batch 16, λ 0.002, k 1, gate weights 0.01, dropout
 0.5, no character embeddings.
 """
 
-import importlib.util
 import os
 
 import ml_collections
 
+from man_tf.config_files import load_config_file
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 DOMAINS = ("books", "dvd", "music")
 
 
-def _base_config():
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conll_ner.py")
-    spec = importlib.util.spec_from_file_location("conll_ner", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
-
-
 def get_config():
-    config = _base_config()
+    config = load_config_file(os.path.join(HERE, "conll_ner.py"))
     config.task = "classification"
     config.domain = "books"   # books | dvd | music
     config.target = "de"      # de | fr | jp

@@ -8,27 +8,19 @@ a minute on a laptop CPU; the point is to exercise the whole pipeline, not to
 reach a useful F1.
 """
 
-import importlib.util
 import os
 
 import ml_collections
 
 import man_tf.data
+from man_tf.config_files import load_config_file
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 SAMPLE = os.path.join(os.path.dirname(man_tf.data.__file__), "sample")
 
 
-def _base_config():
-    # Loaded by path: config files are not a package on sys.path.
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conll_ner.py")
-    spec = importlib.util.spec_from_file_location("conll_ner", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
-
-
 def get_config():
-    config = _base_config()
+    config = load_config_file(os.path.join(HERE, "conll_ner.py"))
     config.target = "de"
     config.data.root = SAMPLE
     config.data.languages = ml_collections.ConfigDict({

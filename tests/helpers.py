@@ -1,11 +1,11 @@
 """Small real batches and tiny models shared by model and training tests."""
 
-import importlib.util
 import os
 
 import keras
 import tensorflow as tf
 
+from man_tf.config_files import load_config_file
 from man_tf.data import conll, pipeline
 from man_tf.data.vocab import CharVocabulary, TagVocabulary, WordVocabulary
 from man_tf.models import ManMoeTagger
@@ -52,11 +52,19 @@ def first_batch(labeled, unlabeled, batch_size=4, seed=0, **kwargs):
 
 
 def load_config(name):
-    path = os.path.join(ROOT, "configs", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+    return load_config_file(name)
+
+
+CLEAN_PROCESS_PREAMBLE = r"""
+import importlib.abc, json, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "man_tf" or name.startswith("man_tf."):
+            raise ImportError("man_tf must not be imported here")
+sys.meta_path.insert(0, Block())
+import tensorflow as tf
+import tensorflow_text  # noqa: F401
+"""
 
 
 def snapshot(variables):

@@ -146,5 +146,6 @@ def test_classification_trains_through_the_same_command(tmp_path):
     assert 0 <= results["dev_acc"] <= 100 and 0 <= results["test_acc"] <= 100
     assert results["test_scores"]["total"] == 40
     assert set(results["test_expert_weights"]) == {"de", "en", "fr"}
-    with pytest.raises(experiment.ConfigError, match="holds a classification model"):
-        evaluate(workdir)
+    scores, output = evaluate(workdir)  # the target's test split, like results.json
+    assert scores.accuracy == pytest.approx(results["test_acc"])
+    assert len(open(output + ".tsv", encoding="utf-8").read().splitlines()) == 40

@@ -15,17 +15,9 @@ from man_tf.data import pipeline
 from man_tf.data.reviews import read_reviews
 from man_tf.models import inference
 from tests.cli.test_train_evaluate import small_webis
-from tests.helpers import load_config
+from tests.helpers import CLEAN_PROCESS_PREAMBLE, load_config
 
-CLEAN = r"""
-import importlib.abc, json, sys
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name == "man_tf" or name.startswith("man_tf."):
-            raise ImportError("man_tf must not be imported here")
-sys.meta_path.insert(0, Block())
-import tensorflow as tf
-import tensorflow_text  # noqa: F401
+CLEAN = CLEAN_PROCESS_PREAMBLE + r"""
 model_dir, texts = sys.argv[1], json.loads(sys.argv[2])
 out = tf.saved_model.load(model_dir).signatures["serving_default"](
     text=tf.constant(texts), language=tf.constant(["fr"] * len(texts)))

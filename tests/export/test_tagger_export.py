@@ -19,7 +19,7 @@ from man_tf.export import saved_model
 from man_tf.models import inference
 from man_tf.training import checkpoints
 from tests.conftest import conll_file
-from tests.helpers import load_config
+from tests.helpers import CLEAN_PROCESS_PREAMBLE, load_config
 
 
 @pytest.fixture(scope="module")
@@ -53,15 +53,7 @@ def in_memory_tags(workdir, sentences, language):
     return [[tags.tags[i] for i in row] for row in ids]
 
 
-CLEAN_PROCESS = r"""
-import importlib.abc, json, sys
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name == "man_tf" or name.startswith("man_tf."):
-            raise ImportError("man_tf must not be imported here")
-sys.meta_path.insert(0, Block())
-import tensorflow as tf
-import tensorflow_text  # noqa: F401
+CLEAN_PROCESS = CLEAN_PROCESS_PREAMBLE + r"""
 model_dir, tokens_json, texts_json, language = sys.argv[1:5]
 loaded = tf.saved_model.load(model_dir)
 tokens = json.loads(tokens_json)

@@ -1,0 +1,25 @@
+"""Loading experiment config files (``configs/*.py``) by path.
+
+Config files are not a package on ``sys.path`` (absl's ``config_flags``
+loads them by path too), so a config that extends another, a benchmark or a
+test loads it with :func:`load_config_file`.
+"""
+
+import importlib.util
+import os
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
+def load_config_file(name_or_path):
+    """``"conll_ner"`` (a file in the project's ``configs/``) or a path ->
+    its ``get_config()``."""
+    path = name_or_path if name_or_path.endswith(".py") else \
+        os.path.join(CONFIG_DIR, f"{name_or_path}.py")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such config file")
+    spec = importlib.util.spec_from_file_location(
+        os.path.splitext(os.path.basename(path))[0], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
