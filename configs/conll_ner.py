@@ -37,7 +37,11 @@ def get_config():
     data.max_chars = 20             # characters per word seen by the char-CNN
     data.lowercase_words = True     # the authors' vocabularies are lowercased
     data.lowercase_chars = False
-    data.shared_word_table = False  # True: one word table for all languages
+    # One word table for all languages (identical strings share a row). Without
+    # aligned embeddings a target's own table gets no labeled signal; shared
+    # names carry some across: de dev F1 23.7 vs 14.5 with per-language tables
+    # (benchmarks/results/conll_3to1.md). Set False with per-language .vec files.
+    data.shared_word_table = True
     data.min_count = 1
     # language -> aligned .vec file ("" = learn that language's word vectors)
     data.embeddings = ml_collections.ConfigDict({lang: "" for lang in data.languages})
