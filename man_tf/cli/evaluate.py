@@ -70,7 +70,7 @@ def evaluate(workdir, split="test", input_path=None, language=None, which="best"
     atomic_write_text(output + ".conll", "".join(tagging.conll_lines(sentences, predicted)))
     atomic_write_json(output + ".json", {
         "input": input_path, "language": language, "checkpoint": path, **scores.to_dict(),
-        "expert_weights": dict(zip(trained.sources, map(float, inference.mean_gate(gates))))})
+        "expert_weights": inference.expert_weights(trained.sources, gates)})
     print(format_report(scores))
     return scores, output
 
@@ -113,8 +113,7 @@ def _evaluate_classifier(trained, split, input_path, language, output):
         for d, p in zip(documents, predictions.ids)))
     atomic_write_json(output + ".json", {
         "language": language, "checkpoint": trained.checkpoint, **scores.to_dict(),
-        "expert_weights": dict(zip(trained.sources,
-                                   map(float, inference.mean_gate(predictions.gates))))})
+        "expert_weights": inference.expert_weights(trained.sources, predictions.gates)})
     print(f"accuracy: {scores.accuracy:.2f}% ({scores.correct} of {scores.total})")
     return scores, output
 

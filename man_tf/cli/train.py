@@ -232,8 +232,7 @@ def train(config, workdir):
             with dev_writer.as_default(step=step):
                 for lang, (scores, predictions) in results.items():
                     tf.summary.scalar(f"{metric}/{lang}", scores.primary)
-                    weights = dict(zip(data.sources,
-                                       map(float, inference.mean_gate(predictions.gates))))
+                    weights = inference.expert_weights(data.sources, predictions.gates)
                     for source, weight in weights.items():
                         tf.summary.scalar(f"expert_weight/{lang}/{source}", weight)
                     history.add("dev", step, language=lang, metric=metric, score=scores.primary,
@@ -270,11 +269,11 @@ def train(config, workdir):
         results[f"{split}_{metric}"] = scores.primary
         results[f"{split}_scores"] = scores.to_dict()
         # Which sources the target borrows from: C's and F_p's average gates.
-        results[f"{split}_expert_weights"] = dict(zip(
-            data.sources, map(float, inference.mean_gate(predictions.gates))))
+        results[f"{split}_expert_weights"] = inference.expert_weights(data.sources,
+                                                                      predictions.gates)
         if predictions.private_gates is not None:
-            results[f"{split}_private_expert_weights"] = dict(zip(
-                data.sources, map(float, inference.mean_gate(predictions.private_gates))))
+            results[f"{split}_private_expert_weights"] = inference.expert_weights(
+                data.sources, predictions.private_gates)
     if chief:
         atomic_write_json(os.path.join(workdir, "results.json"), results)
     elif write_dir != workdir:

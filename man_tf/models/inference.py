@@ -58,3 +58,10 @@ def predict_corpus(predict_fn, batches, size):
 def mean_gate(gates):
     """Average expert weights over every token of a corpus: ``[experts]``."""
     return np.concatenate(gates, axis=0).mean(axis=0)
+
+
+def expert_weights(sources, gates):
+    """``{source: mean gate weight}`` over a corpus; ``{}`` for a model whose
+    predictor has a single expert (no per-source mixture to report)."""
+    mean = mean_gate(gates)
+    return dict(zip(sources, map(float, mean))) if len(mean) == len(sources) else {}
