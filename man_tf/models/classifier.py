@@ -14,7 +14,7 @@ the adversarial training step is the tagger's, unchanged.
 import keras
 import tensorflow as tf
 
-from man_tf.layers import AttentionPooling, MixtureOfExperts
+from man_tf.layers import AttentionPooling
 from man_tf.models.encoder import ManMoeEncoder
 
 
@@ -40,19 +40,14 @@ class ManMoeClassifier(ManMoeEncoder):
             expert_hidden=expert_hidden, classifier_hidden=classifier_hidden,
             private_moe_layers=private_moe_layers, classifier_layers=classifier_layers,
             mlp_dropout=mlp_dropout, use_tag_moe=self.use_tag_moe)
-        dropout = self._encoder_config["dropout"]
         self.shared_pooling = AttentionPooling(name="shared_pooling")
-        if self.use_private:
+        private, self.class_experts = self._mixtures_of_experts(
+            self.num_sources, self.num_classes, expert_hidden, private_moe_layers,
+            classifier_hidden, classifier_layers, mlp_dropout, self.use_tag_moe,
+            name="class_experts")
+        if private is not None:
             self.private_pooling = AttentionPooling(name="private_pooling")
-            self.private_experts = MixtureOfExperts(
-                self.num_sources, self._encoder_config["private_hidden"],
-                hidden_units=(expert_hidden,) * (private_moe_layers - 1), output="features",
-                output_activation="tanh", dropout=dropout, final_dropout=True,
-                name="private_experts")
-        self.class_experts = MixtureOfExperts(
-            self.num_sources if self.use_tag_moe else 1, self.num_classes,
-            hidden_units=(classifier_hidden,) * classifier_layers, output="log_probs",
-            dropout=mlp_dropout, final_dropout=False, name="class_experts")
+            self.private_experts = private
 
     def task_outputs(self, embeddings, lengths, mask, shared, training=False):
         pooled, attention = self.shared_pooling(shared, lengths)

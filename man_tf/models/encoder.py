@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 
 from man_tf.layers import (BiLSTMEncoder, CharCNN, GradientReversal, LanguageDiscriminator,
-                           WordEmbedding)
+                           MixtureOfExperts, WordEmbedding)
 
 
 def _concat_batches(a, b):
@@ -77,6 +77,24 @@ class ManMoeEncoder(keras.Model):
             num_languages, discriminator, discriminator_filters, discriminator_kernel_sizes,
             discriminator_hidden, discriminator_layers, discriminator_dropout,
             name="language_discriminator")
+
+    def _mixtures_of_experts(self, num_sources, num_outputs, expert_hidden, private_moe_layers,
+                             predictor_hidden, predictor_layers, mlp_dropout, use_moe, name):
+        """F_p's experts (tanh features; ``None`` without F_p) and C's (class
+        log-probabilities; one expert when ``use_moe`` is False), the same for
+        tokens and for sentences."""
+        private = None
+        if self.use_private:
+            private = MixtureOfExperts(
+                num_sources, self._encoder_config["private_hidden"],
+                hidden_units=(expert_hidden,) * (private_moe_layers - 1), output="features",
+                output_activation="tanh", dropout=self._encoder_config["dropout"],
+                final_dropout=True, name="private_experts")
+        predictor = MixtureOfExperts(
+            num_sources if use_moe else 1, num_outputs,
+            hidden_units=(predictor_hidden,) * predictor_layers, output="log_probs",
+            dropout=mlp_dropout, final_dropout=False, name=name)
+        return private, predictor
 
     def build(self, input_shape=None):
         # Sub-layers build on their first call; build_all() makes that call.

@@ -14,7 +14,6 @@ token, as in the authors' code.
 import keras
 import tensorflow as tf
 
-from man_tf.layers import MixtureOfExperts
 from man_tf.models.encoder import ManMoeEncoder
 
 
@@ -48,17 +47,11 @@ class ManMoeTagger(ManMoeEncoder):
                                    private_moe_layers=private_moe_layers,
                                    tagger_layers=tagger_layers, mlp_dropout=mlp_dropout,
                                    use_tag_moe=self.use_tag_moe)
-        dropout = self._encoder_config["dropout"]
-        if self.use_private:
-            self.private_experts = MixtureOfExperts(
-                self.num_sources, self._encoder_config["private_hidden"],
-                hidden_units=(expert_hidden,) * (private_moe_layers - 1), output="features",
-                output_activation="tanh", dropout=dropout, final_dropout=True,
-                name="private_experts")
-        self.tag_experts = MixtureOfExperts(
-            self.num_sources if self.use_tag_moe else 1, self.num_tags,
-            hidden_units=(tagger_hidden,) * tagger_layers, output="log_probs",
-            dropout=mlp_dropout, final_dropout=False, name="tag_experts")
+        private, self.tag_experts = self._mixtures_of_experts(
+            self.num_sources, self.num_tags, expert_hidden, private_moe_layers, tagger_hidden,
+            tagger_layers, mlp_dropout, self.use_tag_moe, name="tag_experts")
+        if private is not None:
+            self.private_experts = private
 
     def task_outputs(self, embeddings, lengths, mask, shared, training=False):
         features = [shared]
