@@ -1,6 +1,8 @@
 """Shared helpers for benchmark scripts: machine description, result files."""
 
+import contextlib
 import datetime
+import fcntl
 import json
 import os
 import platform
@@ -65,6 +67,22 @@ def save(name, data):
         f.write("\n")
     os.replace(tmp, path)
     return path
+
+
+@contextlib.contextmanager
+def locked_results(name, empty):
+    """Load-modify-save of ``results/<name>`` under an exclusive file lock, so
+    benchmark processes running side by side merge their rows instead of
+    overwriting each other's. Yields the current dict (``empty()`` if none)."""
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "." + name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            data = load(name) or empty()
+            yield data
+            save(name, data)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def run_training(config_file, flags, workdir, steps):

@@ -89,15 +89,12 @@ def main():
                         help="store these runs under 'embedding_variants'/<label> (e.g. "
                              "usem3, shared_table) instead of the main table")
     args = parser.parse_args()
-    data = common.load("conll_3to1.json") or {"targets": {}, "baselines": {}}
-    if data.get("config", {}).get("steps") not in (None, args.steps):
-        data = {"targets": {}, "baselines": {}}  # a new budget starts a new table
-    if args.label:  # the main table's command and config stay as they were
-        data.setdefault("embedding_variant_commands", {})[args.label] = \
-            "python benchmarks/conll_3to1.py " + " ".join(sys.argv[1:])
-    data.update({
-        "command": data["command"] if args.label and "command" in data else
-        "python benchmarks/conll_3to1.py " + " ".join(sys.argv[1:]),
+    this_command = "python benchmarks/conll_3to1.py " + " ".join(sys.argv[1:])
+    header = {
+        # The command that fills the whole table; single cells may be run
+        # separately (several at once: results merge under a file lock).
+        "command": f"python benchmarks/conll_3to1.py --steps={args.steps} --targets=de,es,nl "
+                   f"--variants={','.join(VARIANTS)}",
         "machine": common.machine(), "date": common.today(), "commit": common.git_commit(),
         "paper_test_f1": PAPER,
         "config": {"file": "configs/conll_ner.py", "steps": args.steps,
@@ -113,34 +110,45 @@ def main():
             "precision mixed_bfloat16 (train.precision=auto on this CPU)",
             "one run per cell (seed 1); the paper averages several runs",
             "unlabeled text of each language = its CoNLL train file with labels unread"],
-    })
+    }
     throughput = common.load("speed.json")
     if throughput:
         default = next(iter(throughput["variants"].values()))
-        data["throughput"] = {k: default[k] for k in ("iterations_per_s", "source_tokens_per_s",
-                                                       "eval_sentences_per_s")}
-        data["throughput"]["source"] = "benchmarks/results/speed.json (default variant)"
+        header["throughput"] = {k: default[k] for k in ("iterations_per_s",
+                                                         "source_tokens_per_s",
+                                                         "eval_sentences_per_s")}
+        header["throughput"]["source"] = "benchmarks/results/speed.json (default variant)"
+
+    def empty():
+        return {"targets": {}, "baselines": {}}
+
     for target in args.targets.split(","):
         for variant in args.variants.split(","):
             result, wall = run(variant, target, args.steps, args.workroot, args.extra, args.label)
             entry = {"dev_f1": result["dev_f1"], "test_f1": result["test_f1"],
                      "steps": result["steps"], "best_step": result["best_step"],
-                     "expert_weights": result.get("test_expert_weights", {})}
-            if args.label:
-                entry["flags"] = args.extra
-                store = data.setdefault("embedding_variants", {}).setdefault(
-                    args.label, {}).setdefault(variant, {})
-            elif variant == "man_moe":
-                store = data["targets"]
-            else:
-                store = data["baselines"].setdefault(variant, {})
-            previous = store.get(target, {})
-            entry["wall_time_s"] = wall if wall is not None else previous.get("wall_time_s")
-            store[target] = entry
-            common.save("conll_3to1.json", data)
-            with open(os.path.join(common.RESULTS, "conll_3to1.md"), "w",
-                      encoding="utf-8") as f:
-                f.write(table(data))
+                     "expert_weights": result.get("test_expert_weights", {}),
+                     "run_command": this_command}
+            with common.locked_results("conll_3to1.json", empty) as data:
+                if data.get("config", {}).get("steps") not in (None, args.steps):
+                    data.clear()  # a new budget starts a new table
+                    data.update(empty())
+                if args.label:
+                    entry["flags"] = args.extra
+                    data.setdefault("embedding_variant_commands", {})[args.label] = this_command
+                    store = data.setdefault("embedding_variants", {}).setdefault(
+                        args.label, {}).setdefault(variant, {})
+                    data.update({k: v for k, v in header.items() if k not in data})
+                else:
+                    data.update(header)
+                    store = (data["targets"] if variant == "man_moe" else
+                             data["baselines"].setdefault(variant, {}))
+                previous = store.get(target, {})
+                entry["wall_time_s"] = wall if wall is not None else previous.get("wall_time_s")
+                store[target] = entry
+                with open(os.path.join(common.RESULTS, "conll_3to1.md"), "w",
+                          encoding="utf-8") as f:
+                    f.write(table(data))
             print(variant, target, entry, flush=True)
 
 
