@@ -25,13 +25,17 @@ VARIANTS = {
 }
 
 
-def measure(overrides, steps, warmup):
-    """Runs in a fresh process so each variant gets its own TF runtime."""
+def measure(overrides, steps, warmup, config_code="common.conll_config()"):
+    """Runs in a fresh process so each variant gets its own TF runtime.
+
+    ``config_code`` is a Python expression giving the config (default: the
+    CoNLL config, target de); evaluation runs on the target's dev split.
+    """
     code = f"""
 import json, time, sys
 sys.path.insert(0, {common.ROOT!r})
 from benchmarks import common
-config = common.conll_config()
+config = {config_code}
 for key, value in json.loads({json.dumps(json.dumps(overrides))}).items():
     section, field = key.split(".")
     config[section][field] = value
@@ -53,7 +57,8 @@ with strategy.scope():
     trainer = AdversarialTrainer(model, strategy, len(data.languages),
                                  jit_compile=config.train.jit_compile)
 stream = pipeline.training_stream([labeled[l] for l in data.sources],
-                                  [unlabeled[l] for l in data.languages], 16, 1)
+                                  [unlabeled[l] for l in data.languages],
+                                  config.train.batch_size, 1, buckets=tuple(config.data.buckets))
 it = iter(trainer.distribute(stream))
 token_stream = iter(stream)
 for _ in range({warmup}):
@@ -66,7 +71,9 @@ for _ in range({steps}):
     logs = trainer.train_step(next(it))
 float(logs["task_loss"])
 elapsed = time.perf_counter() - start
-corpus = pipeline.encode(data.dev["de"], "de", 3, words, chars, tags)
+max_length = (config.data.max_length or None) if config.get("task") == "classification" else None
+corpus = experiment.encode_split(config, data.dev[data.target], data.target,
+                                 data.languages.index(data.target), words, chars, tags, max_length)
 predict = inference.make_predict_fn(model)
 inference.predict_corpus(predict, pipeline.evaluation_batches(corpus, 128), len(corpus))
 start = time.perf_counter()

@@ -33,7 +33,11 @@ def get_config():
         for lang, name in (("en", "eng"), ("de", "deu"), ("es", "esp"), ("nl", "ned"))})
     data.encoding = "auto"          # or "utf-8" / "latin-1" for every file
     data.max_length = 0             # longest training sentence in tokens (0: no limit)
-    data.long_sentences = "truncate"  # or "error": what to do with a longer sentence
+    # What to do with a longer training sentence: "truncate", "split" (into
+    # pieces of max_length, every token kept; tagging only) or "error". The
+    # es and nl train files hold a few run-on "sentences" (up to 1,238 tokens)
+    # that pad a whole batch: max_length=128 + split caps memory (README).
+    data.long_sentences = "truncate"
     data.max_chars = 20             # characters per word seen by the char-CNN
     data.lowercase_words = True     # the authors' vocabularies are lowercased
     data.lowercase_chars = False

@@ -197,11 +197,26 @@ def build_vocabularies(config, data):
     return words, chars, tags
 
 
+def _split_logged(sentences, max_length, lang, name):
+    pieces, cut = conll.split_long(sentences, max_length)
+    if cut:
+        logging.info("%s %s: %d sentences longer than %d tokens cut into %d pieces", lang, name,
+                     cut, max_length, len(pieces) - len(sentences) + cut)
+    return pieces
+
+
 def encode_data(config, data, words, chars, tags):
     """-> (labeled corpora by source, unlabeled corpora by language)."""
     ids = {lang: i for i, lang in enumerate(data.languages)}
     max_length = config.data.max_length or None
-    if max_length and config.data.long_sentences == "error":
+    mode = config.data.long_sentences
+    if mode not in ("truncate", "split", "error"):
+        raise ConfigError(f"data.long_sentences={mode!r}: expected truncate, split or error")
+    if mode == "split" and _classification(config):
+        raise ConfigError("data.long_sentences=split is for tagging; a review cut in pieces "
+                          "would repeat its label: use truncate")
+    labeled_text, unlabeled_text = data.labeled, data.unlabeled
+    if max_length and mode == "error":
         for store in (data.labeled, data.unlabeled):
             for sentences in store.values():
                 for sentence in sentences:
@@ -209,11 +224,16 @@ def encode_data(config, data, words, chars, tags):
                         raise DataError(sentence.source, None,
                                         f"sentence of {len(sentence)} tokens is longer than "
                                         f"data.max_length={max_length}; raise the limit or set "
-                                        f"--config.data.long_sentences=truncate")
-    labeled = {lang: encode_split(config, data.labeled[lang], lang, ids[lang], words, chars,
+                                        f"--config.data.long_sentences=split (or truncate)")
+    elif max_length and mode == "split":
+        cut_store = lambda store, name: {lang: _split_logged(sentences, max_length, lang, name)
+                                         for lang, sentences in store.items()}
+        labeled_text = cut_store(data.labeled, "labeled")
+        unlabeled_text = cut_store(data.unlabeled, "unlabeled")
+    labeled = {lang: encode_split(config, labeled_text[lang], lang, ids[lang], words, chars,
                                   tags, max_length)
                for lang in data.sources}
-    unlabeled = {lang: pipeline.encode(data.unlabeled[lang], lang, ids[lang], words, chars,
+    unlabeled = {lang: pipeline.encode(unlabeled_text[lang], lang, ids[lang], words, chars,
                                        None, config.data.max_chars, max_length)
                  for lang in data.languages}
     for name, corpora in (("labeled", labeled), ("unlabeled", unlabeled)):

@@ -32,6 +32,24 @@ class Sentence:
         return len(self.tokens)
 
 
+def split_long(sentences, max_length):
+    """Cuts sentences longer than ``max_length`` tokens into consecutive
+    pieces of at most ``max_length`` (tags cut alongside; every token kept).
+    Returns ``(sentences, number of sentences cut)``."""
+    out, cut = [], 0
+    for sentence in sentences:
+        if len(sentence) <= max_length:
+            out.append(sentence)
+            continue
+        cut += 1
+        for start in range(0, len(sentence), max_length):
+            out.append(dataclasses.replace(
+                sentence, tokens=sentence.tokens[start:start + max_length],
+                tags=None if sentence.tags is None else
+                sentence.tags[start:start + max_length]))
+    return out, cut
+
+
 def split_tag(tag):
     """``"B-PER" -> ("B", "PER")``, ``"O" -> ("O", None)``; ``ValueError`` otherwise."""
     if tag == OUTSIDE:

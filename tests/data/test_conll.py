@@ -1,6 +1,8 @@
+import dataclasses
+
 import pytest
 
-from man_tf.data.conll import entity_counts, read_conll, to_bio2
+from man_tf.data.conll import entity_counts, read_conll, split_long, to_bio2
 from man_tf.data.errors import DataError
 from man_tf.data.textio import resolve_encoding
 from man_tf.data.vocab import TagVocabulary
@@ -106,3 +108,22 @@ def test_unlabeled_reading_never_parses_tags(write):
     sentences = read_conll(path, labeled=False)
     assert [s.tokens for s in sentences] == [("Hallo", "Welt"), ("Noch",)]
     assert all(s.tags is None for s in sentences)
+
+
+def test_split_long_keeps_every_token_and_tag_in_order():
+    # esp.train holds run-on "sentences" (missing sentence breaks), the
+    # longest 1,238 tokens: split at 128 gives ceil(1238/128) = 10 pieces.
+    sentences = read_conll(conll_file("esp.train"))
+    pieces, cut = split_long(sentences, 128)
+    assert cut == sum(len(s) > 128 for s in sentences) > 0
+    assert max(len(p) for p in pieces) == 128
+    assert len(pieces) == len(sentences) + sum(-(-len(s) // 128) - 1 for s in sentences)
+    longest = max(sentences, key=len)
+    mine = [p for p in pieces if p.source == longest.source]
+    assert len(longest) == 1238 and [len(p) for p in mine] == [128] * 9 + [86]
+    assert sum((p.tokens for p in mine), ()) == longest.tokens
+    assert sum((p.tags for p in mine), ()) == longest.tags
+    short = [s for s in sentences if len(s) <= 128]
+    assert [p for p in pieces if len(p) < 128][:5] == [s for s in short if len(s) < 128][:5]
+    unlabeled, _ = split_long([dataclasses.replace(longest, tags=None)], 500)
+    assert [len(p) for p in unlabeled] == [500, 500, 238] and unlabeled[0].tags is None

@@ -87,3 +87,25 @@ def test_evaluation_batches_cover_every_sentence_once(corpora):
         np.testing.assert_array_equal(lengths, labeled[1].lengths[index])
         seen.extend(index)
     assert sorted(seen) == list(range(len(labeled[1])))
+
+
+def test_encode_data_splits_long_training_sentences_when_asked():
+    from man_tf.cli import experiment
+    from tests.helpers import load_config
+
+    config = load_config("sample_ner")
+    data = experiment.load_data(config)
+    words, chars, tags = experiment.build_vocabularies(config, data)
+    whole, _ = experiment.encode_data(config, data, words, chars, tags)
+    config.data.max_length, config.data.long_sentences = 6, "split"
+    cut, cut_unlabeled = experiment.encode_data(config, data, words, chars, tags)
+    for lang in data.sources:
+        assert whole[lang].lengths.max() > 6 >= cut[lang].lengths.max()
+        # every token and tag is still there, in order
+        np.testing.assert_array_equal(cut[lang].words, whole[lang].words)
+        np.testing.assert_array_equal(cut[lang].tags, whole[lang].tags)
+        assert cut[lang].truncated == 0
+    assert cut_unlabeled[data.target].lengths.max() <= 6
+    config.data.long_sentences = "chop"
+    with pytest.raises(experiment.ConfigError, match="expected truncate, split or error"):
+        experiment.encode_data(config, data, words, chars, tags)

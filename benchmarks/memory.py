@@ -1,0 +1,131 @@
+"""Peak memory of CoNLL training: typical batches vs the longest sentences.
+
+    python benchmarks/memory.py [--steps=20]
+
+The es and nl CoNLL train files hold a few run-on "sentences" (missing
+sentence breaks; up to 1,238 tokens in esp.train, 859 in ned.train). A
+bucketed batch that draws one is padded to its length, and its backward
+pass through the BiLSTMs holds activations for every time step. This
+measures, each case in a fresh process (default config, target de, so es
+and nl are sources and unlabeled languages):
+
+- ``typical``: ``--steps`` iterations of the ordinary training stream;
+- ``worst``: one iteration whose labeled and unlabeled batches are each
+  language's 16 longest train sentences, as the data comes (no limit);
+- ``worst_split_128``: the same after ``data.max_length=128,
+  long_sentences=split`` (every token kept, in pieces of <= 128).
+
+Reports peak RSS (``ru_maxrss``) and seconds per iteration; writes
+benchmarks/results/memory.json and memory.md.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common  # noqa: E402
+
+CASES = {
+    "typical": ("stream", {}),
+    "worst": ("longest", {}),
+    "worst_split_128": ("longest", {"max_length": 128, "long_sentences": "split"}),
+}
+
+
+def measure(kind, data_overrides, steps):
+    code = f"""
+import json, resource, sys, time
+sys.path.insert(0, {common.ROOT!r})
+import numpy as np
+import tensorflow as tf
+from benchmarks import common
+from man_tf.cli import experiment
+from man_tf.data import pipeline
+from man_tf.training import strategy as strategies
+from man_tf.training.trainer import AdversarialTrainer
+config = common.conll_config()
+for key, value in {data_overrides!r}.items():
+    config.data[key] = value
+strategy = strategies.make_strategy("default")
+precision = strategies.set_precision(config.train.precision)
+data = experiment.load_data(config)
+words, chars, tags = experiment.build_vocabularies(config, data)
+labeled, unlabeled = experiment.encode_data(config, data, words, chars, tags)
+with strategy.scope():
+    model = experiment.build_model(config, words.size, len(chars), len(tags), len(data.sources))
+    model.build_all()
+    trainer = AdversarialTrainer(model, strategy, len(data.languages))
+lab = [labeled[l] for l in data.sources]
+unl = [unlabeled[l] for l in data.languages]
+
+def longest(corpora, labeled_rows):
+    table = pipeline.SentenceTable(corpora, labeled_rows)
+    rows = np.concatenate([offset + np.argsort(-c.lengths, kind="stable")[:16]
+                           for offset, c in zip(table.offsets, corpora)]).astype(np.int32)
+    return table.batch(tf.constant(rows))
+
+if {kind!r} == "stream":
+    stream = pipeline.training_stream(lab, unl, 16, 1, buckets=tuple(config.data.buckets))
+    batches = iter(stream)
+    warm = next(batches)
+    trainer.train_step(warm)
+    timed = [next(batches) for _ in range({steps})]
+else:
+    u = longest(unl, False)
+    warm = {{"labeled": longest(lab, True), "discriminator": (u,), "unlabeled": u}}
+    timed = [warm]
+    trainer.train_step(warm)  # first call traces; the timed one below is the same batch
+start = time.perf_counter()
+for batch in timed:
+    logs = trainer.train_step(batch)
+float(logs["task_loss"])
+elapsed = (time.perf_counter() - start) / len(timed)
+longest_tokens = max(int(np.max(c.lengths)) for c in lab + unl)
+print("RESULT " + json.dumps({{
+    "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+    "seconds_per_iteration": elapsed, "iterations_timed": len(timed),
+    "longest_training_sentence": longest_tokens, "precision": precision}}))
+"""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    for line in done.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise RuntimeError(done.stderr[-3000:])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--note", default="", help="conditions of the run, for the table")
+    args = parser.parse_args()
+    results = {}
+    for name, (kind, overrides) in CASES.items():
+        results[name] = {"data_overrides": overrides, **measure(kind, overrides, args.steps)}
+        print(name, json.dumps(results[name]), flush=True)
+    data = {"command": "python benchmarks/memory.py " + " ".join(sys.argv[1:]),
+            "machine": common.machine(), "date": common.today(), "commit": common.git_commit(),
+            "config": "configs/conll_ner.py, target de (sources en, es, nl), batch 16 per "
+                      "language", "note": args.note, "cases": results}
+    common.save("memory.json", data)
+    lines = ["# Peak memory of CoNLL training (target de, default layer sizes)", "",
+             f"`{data['command']}` on {data['machine']}, {data['date']} (commit "
+             f"{data['commit']}). Each case in a fresh process; peak RSS = ru_maxrss.", "",
+             "| case | longest training sentence (tokens) | peak RSS (GB) | s/iteration |",
+             "|---|---|---|---|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['longest_training_sentence']} | {r['peak_rss_gb']:.2f} | "
+                     f"{r['seconds_per_iteration']:.2f} |")
+    lines += ["", "typical: mean over the first iterations of the ordinary stream; worst: one "
+              "iteration on each language's 16 longest train sentences (what a bucketed batch "
+              "holding a run-on sentence approaches). The 1,238-token 'sentence' of esp.train "
+              "is a run of missing sentence breaks."] + ([args.note] if args.note else [])
+    with open(os.path.join(common.RESULTS, "memory.md"), "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
