@@ -41,6 +41,12 @@ def table(data):
             lines.append(f"| {domain} | {target} | {r['dev_acc']:.2f} | {r['test_acc']:.2f} | "
                          f"{base['test_acc']:.2f} |" if base else
                          f"| {domain} | {target} | {r['dev_acc']:.2f} | {r['test_acc']:.2f} | — |")
+    t = data.get("throughput")
+    if t:
+        lines += ["", f"Throughput ({t['measured_on']}): {t['iterations_per_s']:.2f} training "
+                  f"iterations/s ({t['seconds_per_iteration']:.2f} s each, {t['precision']}), "
+                  f"{t['source_tokens_per_s']:.0f} labeled source tokens/s; inference "
+                  f"{t['reviews_per_s_inference']:.0f} reviews/s."]
     lines += ["", f"Paper: {PAPER_NOTE}.", "", "Deviations:"]
     lines += [f"- {d}" for d in data["deviations"]]
     return "\n".join(lines) + "\n"
