@@ -85,6 +85,17 @@ def locked_results(name, empty):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def run_measurement(code):
+    """Runs ``code`` in a fresh Python process (its own TF runtime) and returns
+    the JSON it prints on a line starting with ``RESULT ``."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    for line in done.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise RuntimeError(done.stderr[-3000:])
+
+
 def run_training(config_file, flags, workdir, steps):
     """Runs ``man-tf-train`` in a fresh process unless ``workdir`` already
     holds results at this budget (an interrupted run resumes from its

@@ -22,7 +22,6 @@ benchmarks/results/memory.json and memory.md.
 import argparse
 import json
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -89,12 +88,7 @@ print("RESULT " + json.dumps({{
     "seconds_per_iteration": elapsed, "iterations_timed": len(timed),
     "longest_training_sentence": longest_tokens, "precision": precision}}))
 """
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    for line in done.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
-    raise RuntimeError(done.stderr[-3000:])
+    return common.run_measurement(code)
 
 
 def main():

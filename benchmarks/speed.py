@@ -12,7 +12,6 @@ benchmarks/results/speed.json and speed.md.
 import argparse
 import json
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -84,12 +83,7 @@ print("RESULT " + json.dumps({{"precision": precision, "seconds_per_iteration": 
     "eval_sentences_per_s": len(corpus) / eval_elapsed, "parameters": model.count_params(),
     "replicas": strategy.num_replicas_in_sync}}))
 """
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    for line in done.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
-    raise RuntimeError(done.stderr[-3000:])
+    return common.run_measurement(code)
 
 
 def main():
