@@ -40,6 +40,16 @@ def run(variant, target, steps, workroot, extra, label=None):
                                workdir, steps)
 
 
+VARIANT_NOTES = {
+    "usem3": "Fixed 512-d word vectors, one table per language, made by "
+             "`benchmarks/usem3_vec.py` (each vocabulary word encoded alone by the "
+             "multilingual Universal Sentence Encoder v3 of the `fast-universal-sentence-"
+             "encoder` package) + character CNN; everything else as the main table.",
+    "per_language_table": "Learned word vectors, one table per language (no shared rows) + "
+                          "character CNN.",
+}
+
+
 def table(data):
     lines = ["# CoNLL NER, 3 sources -> 1 target (Chen et al. 2019 protocol)", "",
              f"`{data['command']}`", "", f"Machine: {data['machine']}. Date: {data['date']}.",
@@ -80,6 +90,8 @@ def table(data):
     for label, variants in data.get("embedding_variants", {}).items():
         lines += ["", f"Variant `{label}` "
                   f"(`{data.get('embedding_variant_commands', {}).get(label, '')}`):", ""]
+        if label in VARIANT_NOTES:
+            lines += [VARIANT_NOTES[label], ""]
         for name, results in variants.items():
             for target, r in results.items():
                 lines.append(f"- {name} {target}: dev F1 {r['dev_f1']:.2f}, test F1 "
