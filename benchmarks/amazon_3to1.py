@@ -35,20 +35,32 @@ def table(data):
              f"{data['config']['embeddings']}.", "",
              "Test accuracy (%), best checkpoint by accuracy on 400 reviews cut from the "
              "target's train file.", "",
-             "| domain | target | MAN-MoE dev | MAN-MoE test | concat_bilstm test |",
-             "|---|---|---|---|---|"]
+             "| domain | target | MAN-MoE dev | MAN-MoE test | concat_bilstm dev | "
+             "concat_bilstm test | MAN-MoE minus concat_bilstm, test |",
+             "|---|---|---|---|---|---|---|"]
+    gaps = []
     for domain, targets in sorted(data["results"].items()):
         for target, r in sorted(targets.items()):
             base = data["baselines"].get("concat_bilstm", {}).get(domain, {}).get(target)
+            if base:
+                gaps.append(r["test_acc"] - base["test_acc"])
             lines.append(f"| {domain} | {target} | {r['dev_acc']:.2f} | {r['test_acc']:.2f} | "
-                         f"{base['test_acc']:.2f} |" if base else
-                         f"| {domain} | {target} | {r['dev_acc']:.2f} | {r['test_acc']:.2f} | — |")
+                         + (f"{base['dev_acc']:.2f} | {base['test_acc']:.2f} | "
+                            f"{gaps[-1]:+.2f} |" if base else "— | — | — |"))
+    if gaps:
+        lines += ["", f"MAN-MoE minus concat_bilstm over {len(gaps)} cells: mean "
+                  f"{sum(gaps) / len(gaps):+.2f} points, ahead in "
+                  f"{sum(g > 0 for g in gaps)} of {len(gaps)}."]
     t = data.get("throughput")
     if t:
         lines += ["", f"Throughput ({t['measured_on']}): {t['iterations_per_s']:.2f} training "
                   f"iterations/s ({t['seconds_per_iteration']:.2f} s each, {t['precision']}), "
                   f"{t['source_tokens_per_s']:.0f} labeled source tokens/s; inference "
                   f"{t['reviews_per_s_inference']:.0f} reviews/s."]
+    for o in data.get("other_throughput", []):
+        lines += ["", f"Throughput with {o.get('embeddings', 'learned word vectors')} "
+                  f"({o['measured_on']}): {o['iterations_per_s']:.2f} iterations/s, "
+                  f"inference {o['reviews_per_s_inference']:.0f} reviews/s."]
     for other in data.get("other_settings", []):
         lines += ["", f"Other setting: {other['config']['embeddings']}, "
                   f"{other['config']['steps']} iterations (`{other['command']}`, "
@@ -158,16 +170,24 @@ def main():
         from benchmarks import speed
         measured = speed.measure(
             {}, 20, 3, "__import__('benchmarks.amazon_3to1', fromlist=['x']).bench_config("
-            f"{domain!r}, {target!r})")
+            f"{domain!r}, {target!r}, {os.path.abspath(args.embeddings) if args.embeddings else ''!r})")
         throughput = {"iterations_per_s": measured["iterations_per_s"],
                       "seconds_per_iteration": measured["seconds_per_iteration"],
                       "source_tokens_per_s": measured["source_tokens_per_s"],
                       "reviews_per_s_inference": measured["eval_sentences_per_s"],
                       "precision": measured["precision"],
-                      "measured_on": f"{domain}-{target}, MAN-MoE, default config, one "
+                      "embeddings": embeddings_text,
+                      "measured_on": f"{domain}-{target}, MAN-MoE, the table's config, one "
                                      "process alone on the machine; inference = the 400 dev "
                                      "reviews, batch 128"}
-        merge(lambda data: data.update(throughput=throughput))
+
+        def store(data):
+            old = data.get("throughput")
+            if old and old.get("embeddings", "learned") != embeddings_text:
+                data.setdefault("other_throughput", []).append(old)
+            data["throughput"] = throughput
+
+        merge(store)
         print("throughput", throughput, flush=True)
     interval = ([f"--config.train.eval_every={args.eval_every}",
                  f"--config.train.checkpoint_every={args.eval_every}"] if args.eval_every else [])
@@ -198,14 +218,21 @@ def main():
                 print(variant, domain, target, entry, flush=True)
 
 
-def bench_config(domain, target):
-    """The Amazon config for one cell, with the real data's absolute path."""
+def bench_config(domain, target, embeddings=""):
+    """The Amazon config for one cell, with the real data's absolute path
+    (and, given a folder of ``<lang>.vec`` files, fixed vectors from it)."""
     from man_tf.config_files import load_config_file
 
     config = load_config_file("amazon_cls")
     config.domain, config.target = domain, target
     config.data.root = os.path.normpath(os.path.join(common.ROOT, "..", "shared", "data",
                                                      "webis-cls-10"))
+    if embeddings:
+        with open(os.path.join(embeddings, "en.vec"), encoding="utf-8") as f:
+            config.model.word_dim = int(f.readline().split()[1])
+        config.data.shared_word_table = False
+        for lang in ("en", "de", "fr", "jp"):
+            config.data.embeddings[lang] = os.path.join(embeddings, f"{lang}.vec")
     return config
 
 
