@@ -12,6 +12,13 @@ of every language (the original ``unlabeled.review`` files are not
 available). Defaults from the authors' scripts/train_amazon_3to1.sh +
 options.py: hidden 128, batch 16, λ 0.002, k 1, gate weights 0.01, dropout
 0.5, no character embeddings.
+
+Word vectors: learned by default, which leaves the target's words without
+signal (books-de: 50.3% test accuracy, chance). Pass cross-lingual vectors,
+e.g. those of ``python benchmarks/usem3_vec.py --task=amazon`` (74.15% on
+books-de at 250 iterations): ``--config.model.word_dim=512
+--config.data.shared_word_table=False --config.data.embeddings.en=...`` (one
+per language; see benchmarks/results/amazon_3to1.md).
 """
 
 import os
