@@ -101,12 +101,9 @@ def main():
     if args.embeddings:
         folder = os.path.abspath(args.embeddings)
         name = os.path.basename(folder.rstrip("/"))
-        with open(os.path.join(folder, "en.vec"), encoding="utf-8") as f:
-            dim = int(f.readline().split()[1])
-        embedding_flags = [f"--config.model.word_dim={dim}",
-                           "--config.data.shared_word_table=False",
-                           *(f"--config.data.embeddings.{lang}={folder}/{lang}.vec"
-                             for lang in ("en", "de", "fr", "jp"))]
+        settings = vector_settings(folder)
+        dim = settings["model.word_dim"]
+        embedding_flags = [f"--config.{key}={value}" for key, value in settings.items()]
         suffix = "-" + name
         embeddings_text = (f"fixed {dim}-d vectors from {name}/ (one table per language; "
                            + ("benchmarks/usem3_vec.py --task=amazon: each vocabulary word "
@@ -228,13 +225,23 @@ def bench_config(domain, target, embeddings=""):
     config.domain, config.target = domain, target
     config.data.root = os.path.normpath(os.path.join(common.ROOT, "..", "shared", "data",
                                                      "webis-cls-10"))
-    if embeddings:
-        with open(os.path.join(embeddings, "en.vec"), encoding="utf-8") as f:
-            config.model.word_dim = int(f.readline().split()[1])
-        config.data.shared_word_table = False
-        for lang in ("en", "de", "fr", "jp"):
-            config.data.embeddings[lang] = os.path.join(embeddings, f"{lang}.vec")
+    for key, value in (vector_settings(embeddings) if embeddings else {}).items():
+        *sections, field = key.split(".")
+        node = config
+        for section in sections:
+            node = node[section]
+        node[field] = value
     return config
+
+
+def vector_settings(folder):
+    """The config fields (dotted) that train on fixed ``<lang>.vec`` files from
+    ``folder``, one table per language, ``word_dim`` read from en.vec's header."""
+    with open(os.path.join(folder, "en.vec"), encoding="utf-8") as f:
+        dim = int(f.readline().split()[1])
+    return {"model.word_dim": dim, "data.shared_word_table": False,
+            **{f"data.embeddings.{lang}": f"{folder}/{lang}.vec"
+               for lang in ("en", "de", "fr", "jp")}}
 
 
 if __name__ == "__main__":
