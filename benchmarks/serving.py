@@ -52,7 +52,8 @@ def main():
     keras.mixed_precision.set_global_policy("float32")
     data = experiment.load_data(config, splits=("train", "dev"))
     words, chars, tags = experiment.build_vocabularies(config, data)
-    model = experiment.build_model(config, words.size, len(chars), len(tags), len(data.sources))
+    model = experiment.build_model(config, words.size, len(chars), len(tags), len(data.sources),
+                                   list(words.offsets.values()))
     model.build_all()
     serving = TaggerServing(model, words, chars, tags, data.languages, config.data.max_chars)
     sentences = [s for s in data.dev["de"] if len(s) >= 20]

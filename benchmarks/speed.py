@@ -51,7 +51,8 @@ data = experiment.load_data(config)
 words, chars, tags = experiment.build_vocabularies(config, data)
 labeled, unlabeled = experiment.encode_data(config, data, words, chars, tags)
 with strategy.scope():
-    model = experiment.build_model(config, words.size, len(chars), len(tags), len(data.sources))
+    model = experiment.build_model(config, words.size, len(chars), len(tags), len(data.sources),
+                                   list(words.offsets.values()))
     model.build_all()
     trainer = AdversarialTrainer(model, strategy, len(data.languages),
                                  jit_compile=config.train.jit_compile)

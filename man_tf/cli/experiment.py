@@ -184,13 +184,25 @@ def class_vocabulary():
     return vocab.TagVocabulary(list(reviews.LABELS))
 
 
+LOWERCASE_CHAR_TARGETS = ("de",)  # the authors' --lowercase_char runs
+
+
+def lowercase_chars(config):
+    """``data.lowercase_chars``, or where it is None (the default) the
+    authors' per-target choice: lowercase for a German NER target."""
+    value = config.data.get("lowercase_chars")
+    if value is None:
+        return not _classification(config) and config.target in LOWERCASE_CHAR_TARGETS
+    return bool(value)
+
+
 def build_vocabularies(config, data):
     words = vocab.WordVocabulary.build(
         {**{lang: data.labeled.get(lang, []) + data.unlabeled[lang] for lang in data.languages}},
         shared=config.data.shared_word_table, lowercase=config.data.lowercase_words,
         min_count=config.data.min_count)
     every = [s for lang in data.languages for s in data.unlabeled[lang]]
-    chars = vocab.CharVocabulary.build(every, lowercase=config.data.lowercase_chars)
+    chars = vocab.CharVocabulary.build(every, lowercase=lowercase_chars(config))
     if _classification(config):
         return words, chars, class_vocabulary()
     tags = vocab.TagVocabulary.build([s for lang in data.sources for s in data.labeled[lang]])
@@ -256,8 +268,10 @@ def encode_split(config, sentences, language, language_id, words, chars, tags,
                            config.data.max_chars, max_length)
 
 
-def build_model(config, num_words, num_chars, num_tags, num_sources):
-    """The task's model (``num_tags``: tags, or classes for classification)."""
+def build_model(config, num_words, num_chars, num_tags, num_sources, word_block_starts=(0,)):
+    """The task's model (``num_tags``: tags, or classes for classification;
+    ``word_block_starts``: ``WordVocabulary.offsets`` values, where each
+    block's ``<pad>``/``<unk>`` rows are)."""
     m = config.model
     pretrained = any(config.data.embeddings.values())
     if _classification(config):
@@ -282,7 +296,10 @@ def build_model(config, num_words, num_chars, num_tags, num_sources):
         discriminator_kernel_sizes=tuple(m.discriminator_kernel_sizes),
         discriminator_hidden=m.discriminator_hidden,
         discriminator_layers=m.discriminator_layers,
-        discriminator_dropout=m.discriminator_dropout, lambd=config.train.lambd)
+        discriminator_dropout=m.discriminator_dropout, lambd=config.train.lambd,
+        word_block_starts=tuple(word_block_starts),
+        # Workdirs written before this field existed trained without it.
+        unk_replacement=m.get("unk_replacement", 0.0))
 
 
 def load_pretrained_embeddings(config, model, words):
@@ -358,7 +375,8 @@ def load_trained(workdir, which="best", precision=None):
     strategies.set_precision(precision or config.train.precision)
     sources, target = resolve_languages(config)
     words, chars, tags = vocab.load_vocabularies(workdir)
-    model = build_model(config, words.size, len(chars), len(tags), len(sources))
+    model = build_model(config, words.size, len(chars), len(tags), len(sources),
+                        list(words.offsets.values()))
     model.build_all()
     path = checkpoints.checkpoint_path(workdir, which)
     if path is None:

@@ -113,7 +113,7 @@ def train(config, workdir):
                 f"choose --config.train.batch_size so that it divides")
     with strategy.scope():
         model = experiment.build_model(config, words.size, len(chars), len(tags),
-                                       len(data.sources))
+                                       len(data.sources), list(words.offsets.values()))
         model.build_all()
         coverage = experiment.load_pretrained_embeddings(config, model, words)
         trainer = AdversarialTrainer(

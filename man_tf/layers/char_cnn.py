@@ -12,6 +12,23 @@ import tensorflow as tf
 from man_tf.layers.conv_pooling import MaskedConvPooling
 
 
+@keras.saving.register_keras_serializable(package="man_tf")
+class UnitNormRows(keras.initializers.Initializer):
+    """Gaussian rows scaled to L2 norm 1, as the authors initialise their
+    (fixed) character vectors. Unscaled N(0, 1) rows of 128 dimensions have
+    norm ~11 and swamp the word vectors at the BiLSTM input."""
+
+    def __init__(self, seed=None):
+        self.seed = seed
+
+    def __call__(self, shape, dtype=None):
+        rows = keras.random.normal(shape, dtype=dtype or "float32", seed=self.seed)
+        return rows / tf.maximum(tf.norm(rows, axis=-1, keepdims=True), 1e-12)
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
 class CharCNN(keras.layers.Layer):
     """chars ``[batch, time, chars]`` (0 = padding) + token mask ``[batch, time]``
     -> ``[batch, time, output_dim]`` (zeros at padded tokens).
@@ -35,7 +52,7 @@ class CharCNN(keras.layers.Layer):
         self.unique_words = bool(unique_words)
         self.embedding = keras.layers.Embedding(
             self.num_chars, self.embedding_dim, trainable=self.embedding_trainable,
-            embeddings_initializer=keras.initializers.RandomNormal(stddev=1.0),
+            embeddings_initializer=UnitNormRows(),
             name="char_embedding")
         self.pooling = MaskedConvPooling(self.filters, self.kernel_sizes, name="char_convolutions")
         self.dropout = keras.layers.Dropout(self.dropout_rate)

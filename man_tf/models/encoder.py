@@ -41,7 +41,7 @@ class ManMoeEncoder(keras.Model):
                  dropout=0.5, word_dropout=0.5, discriminator="cnn",
                  discriminator_filters=200, discriminator_kernel_sizes=(3, 4, 5),
                  discriminator_hidden=200, discriminator_layers=1, discriminator_dropout=0.5,
-                 lambd=0.002, **kwargs):
+                 lambd=0.002, word_block_starts=(0,), unk_replacement=0.0, **kwargs):
         super().__init__(**kwargs)
         self._encoder_config = dict(
             num_words=num_words, num_chars=num_chars, num_languages=num_languages,
@@ -55,11 +55,14 @@ class ManMoeEncoder(keras.Model):
             discriminator_filters=discriminator_filters,
             discriminator_kernel_sizes=list(discriminator_kernel_sizes),
             discriminator_hidden=discriminator_hidden, discriminator_layers=discriminator_layers,
-            discriminator_dropout=discriminator_dropout, lambd=lambd)
+            discriminator_dropout=discriminator_dropout, lambd=lambd,
+            word_block_starts=list(word_block_starts), unk_replacement=unk_replacement)
         self.use_char_cnn = use_char_cnn
         self.use_private = use_private
         self.word_embedding = WordEmbedding(num_words, word_dim,
                                             trainable=word_embeddings_trainable,
+                                            block_starts=word_block_starts,
+                                            unk_replacement=unk_replacement,
                                             name="word_embedding")
         self.input_dim = word_dim
         if use_char_cnn:
@@ -110,7 +113,7 @@ class ManMoeEncoder(keras.Model):
         """-> (embeddings ``[batch, time, input_dim]``, mask ``[batch, time]`` bool)."""
         words = inputs["words"]
         mask = tf.sequence_mask(inputs["lengths"], tf.shape(words)[1])
-        x = self.word_embedding(words)
+        x = self.word_embedding(words, training=training)
         if self.use_char_cnn:
             x = tf.concat([x, self.char_cnn(inputs["chars"], mask, training=training)], axis=-1)
         return x, mask

@@ -42,7 +42,8 @@ def in_memory_tags(workdir, sentences, language):
     config = experiment.load_config(workdir)
     sources, target = experiment.resolve_languages(config)
     words, chars, tags = vocab.load_vocabularies(workdir)
-    model = experiment.build_model(config, words.size, len(chars), len(tags), len(sources))
+    model = experiment.build_model(config, words.size, len(chars), len(tags), len(sources),
+                                   list(words.offsets.values()))
     model.build_all()
     checkpoints.restore_model(model, checkpoints.checkpoint_path(workdir))
     corpus = pipeline.encode(sentences, language, [*sources, target].index(language), words,

@@ -40,3 +40,14 @@ def test_discriminator_shapes_and_padding_invariance():
     np.testing.assert_allclose(cnn(features, lengths).numpy(),
                                cnn(features * mask - 9.0 * (1 - mask), lengths).numpy(),
                                atol=1e-5)
+
+
+def test_char_vectors_start_at_unit_norm():
+    # The authors' scale: each fixed random character vector has L2 norm 1
+    # (N(0, 1) rows of 128 dims have norm ~11 and swamp the word vectors).
+    layer = CharCNN(40, 128, 8, (3,), 16)
+    layer.build((None, None, None))
+    norms = np.linalg.norm(layer.embedding.embeddings.numpy(), axis=1)
+    np.testing.assert_allclose(norms, 1.0, rtol=1e-5)
+    # Random directions, not one row repeated.
+    assert np.linalg.matrix_rank(layer.embedding.embeddings.numpy()[:20]) == 20

@@ -1,0 +1,36 @@
+"""In-language check: train on one language's labeled train file, select on
+its own dev split, score on its own test split (the upper bound a user
+compares cross-lingual transfer against; any tagger should do well here).
+
+    man-tf-train --config=configs/conll_in_language.py:en --workdir=workdirs/in_en
+
+The language (``en`` by default; ``de``, ``es``, ``nl``) is the one labeled
+source; the "target" ``<lang>_self`` is the same language's files under a
+second name (train text read without labels, dev, test), because MAN-MoE
+needs a target distinct from its sources. Everything else is
+``configs/conll_ner.py``'s default setting.
+"""
+
+import os
+
+import ml_collections
+
+from man_tf.config_files import load_config_file
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def get_config(language="en"):
+    config = load_config_file(os.path.join(HERE, "conll_ner.py"))
+    if language not in config.data.languages:
+        raise ValueError(f"in-language config: {language!r} is not one of "
+                         f"{list(config.data.languages)}")
+    files = config.data.languages[language].to_dict()
+    target = f"{language}_self"
+    config.data.languages = ml_collections.ConfigDict({language: files, target: files})
+    config.data.embeddings = ml_collections.ConfigDict({language: "", target: ""})
+    config.sources = (language,)
+    config.target = target
+    if config.data.lowercase_chars is None and language == "de":
+        config.data.lowercase_chars = True  # what a de target gets by default
+    return config
