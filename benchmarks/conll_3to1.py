@@ -40,6 +40,15 @@ def run(variant, target, steps, workroot, extra, label=None):
                                workdir, steps)
 
 
+def run_in_language(variant, language, steps, workroot, extra):
+    """Trained on ``language``'s train file, selected on its dev, scored on its
+    test (configs/conll_in_language.py): the upper bound for transfer."""
+    workdir = os.path.join(workroot, f"in_language-{variant}-{language}")
+    return common.run_training(f"configs/conll_in_language.py:{language}",
+                               [f"--config.data.root={common.CONLL_DATA}",
+                                *VARIANTS[variant][0], *extra], workdir, steps)
+
+
 VARIANT_NOTES = {
     "usem3": "Fixed 512-d word vectors, one table per language, made by "
              "`benchmarks/usem3_vec.py` (each vocabulary word encoded alone by the "
@@ -87,6 +96,26 @@ def table(data):
             lines.append(f"- {name} {target}: best step {r['best_step']}, {wall / 60:.0f} min"
                          + (f"; C's mean expert weights on the target test set: {weights}"
                             if weights else ""))
+    if data.get("in_language"):
+        lines += ["", "In-language upper bound (`configs/conll_in_language.py`: trained on the "
+                  "language's own train file, best checkpoint by its dev (testa), scored on its "
+                  "test (testb); default model otherwise):", "",
+                  "| model | language | dev F1 | test F1 | best step | iterations |",
+                  "|---|---|---|---|---|---|"]
+        for name, results in data["in_language"].items():
+            for language, r in results.items():
+                lines.append(f"| {name} | {language} | {r['dev_f1']:.2f} | {r['test_f1']:.2f} "
+                             f"| {r['best_step']} | {r['steps']} |")
+    for name, old in data.get("previous_defaults", {}).items():
+        lines += ["", f"Before {name} ({old['note']}):", "",
+                  "| model | de dev | de test | es dev | es test | nl dev | nl test |",
+                  "|---|---|---|---|---|---|---|"]
+        for model, results in [("MAN-MoE", old["targets"])] + list(old["baselines"].items()):
+            cells = []
+            for target in ("de", "es", "nl"):
+                r = results.get(target)
+                cells += [f"{r['dev_f1']:.2f}", f"{r['test_f1']:.2f}"] if r else ["—", "—"]
+            lines.append(f"| {model} | " + " | ".join(cells) + " |")
     for label, variants in data.get("embedding_variants", {}).items():
         lines += ["", f"Variant `{label}` "
                   f"(`{data.get('embedding_variant_commands', {}).get(label, '')}`):", ""]
@@ -112,6 +141,9 @@ def main():
     parser.add_argument("--label", default=None,
                         help="store these runs under 'embedding_variants'/<label> (e.g. "
                              "usem3, shared_table) instead of the main table")
+    parser.add_argument("--in_language", default="",
+                        help="comma-separated languages: run the in-language check "
+                             "(train/select/test on one language) instead of 3->1")
     parser.add_argument("--table_only", action="store_true",
                         help="only rewrite results/conll_3to1.md from the JSON")
     args = parser.parse_args()
@@ -151,6 +183,22 @@ def main():
 
     def empty():
         return {"targets": {}, "baselines": {}}
+
+    if args.in_language:
+        for language in args.in_language.split(","):
+            for variant in args.variants.split(","):
+                result, wall = run_in_language(variant, language, args.steps, args.workroot,
+                                               args.extra)
+                entry = {"dev_f1": result["dev_f1"], "test_f1": result["test_f1"],
+                         "steps": result["steps"], "best_step": result["best_step"],
+                         "run_command": this_command, "wall_time_s": wall}
+                with common.locked_results("conll_3to1.json", empty) as data:
+                    data.setdefault("in_language", {}).setdefault(variant, {})[language] = entry
+                    with open(os.path.join(common.RESULTS, "conll_3to1.md"), "w",
+                              encoding="utf-8") as f:
+                        f.write(table(data))
+                print("in_language", variant, language, entry, flush=True)
+        return
 
     for target in args.targets.split(","):
         for variant in args.variants.split(","):

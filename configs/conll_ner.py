@@ -43,11 +43,13 @@ def get_config():
     # None: per target, as the authors' scripts (--lowercase_char for de only:
     # German capitalises every noun, so case says little about names there).
     data.lowercase_chars = ml_collections.config_dict.placeholder(bool)
-    # One word table for all languages (identical strings share a row). Without
+    # One word table for all languages (identical strings share a row)?
+    # None: shared without .vec files, one table per language with them. Without
     # aligned embeddings a target's own table gets no labeled signal; shared
     # names carry some across: de dev F1 23.7 vs 14.5 with per-language tables
-    # (benchmarks/results/conll_3to1.md). Set False with per-language .vec files.
-    data.shared_word_table = True
+    # (benchmarks/results/conll_3to1.md). True with per-language .vec files is
+    # refused (one row per spelling cannot hold each language's vector).
+    data.shared_word_table = ml_collections.config_dict.placeholder(bool)
     data.min_count = 1
     # language -> aligned .vec file ("" = learn that language's word vectors)
     data.embeddings = ml_collections.ConfigDict({lang: "" for lang in data.languages})

@@ -18,6 +18,7 @@ from man_tf.data import conll, embeddings, pipeline, plaintext, reviews, vocab
 from man_tf.data.errors import DataError
 from man_tf.data.textio import atomic_write_json
 from man_tf.models import ManMoeClassifier, ManMoeTagger
+from man_tf.training import workdir as workdirs
 
 CONFIG_FILE = "config.json"
 
@@ -196,11 +197,63 @@ def lowercase_chars(config):
     return bool(value)
 
 
-def build_vocabularies(config, data):
+def shared_word_table(config):
+    """Whether all languages share one word table: ``data.shared_word_table``,
+    or where it is None (the default) shared without ``.vec`` files and one
+    table per language with them. A shared table cannot hold one language's
+    vectors per row, so an explicit True with per-language files is refused."""
+    value = config.data.get("shared_word_table")
+    files = {lang: path for lang, path in config.data.embeddings.items() if path}
+    if value is None:
+        return not files
+    if value and files:
+        one_file = len(set(files.values())) == 1 and set(files) >= set(config.data.languages)
+        if not one_file:
+            raise ConfigError(
+                f"data.shared_word_table=True with per-language .vec files "
+                f"({', '.join(sorted(files))}): one shared row per spelling cannot hold each "
+                f"language's vector; set --config.data.shared_word_table=False (or leave it "
+                f"unset)")
+    return bool(value)
+
+
+def read_pretrained_vectors(config, data):
+    """``{language: Embeddings}`` for each language with a ``.vec`` file,
+    keeping the vectors of every word of that language's files: train,
+    unlabeled text, dev and test (words only, no labels are read), so a
+    dev/test word keeps its pretrained vector instead of reading ``<unk>``."""
+    lowercase = config.data.lowercase_words
+    found = {}
+    for lang, path in config.data.embeddings.items():
+        if not path:
+            continue
+        if lang not in data.languages:
+            raise ConfigError(f"embeddings given for {lang!r}, which is not a training "
+                              f"language ({data.languages})")
+        needed = {w.lower() if lowercase else w
+                  for store in (data.labeled, data.unlabeled, data.dev, data.test)
+                  for s in store.get(lang, []) for w in s.tokens}
+        found[lang] = embeddings.read_vec(path, needed=needed, dim=config.model.word_dim,
+                                          max_words=config.data.embeddings_max_words or None)
+    return found
+
+
+def build_vocabularies(config, data, pretrained=None):
+    """Word, character and tag (or class) vocabularies. Words: every word of
+    the training text, plus, for a language with pretrained vectors, every
+    word of its dev/test files that has a vector (``pretrained`` from
+    :func:`read_pretrained_vectors`)."""
+    lowercase = config.data.lowercase_words
+    extra = {}
+    for lang, found in (pretrained or {}).items():
+        words_of_lang = {w.lower() if lowercase else w
+                         for store in (data.dev, data.test) for s in store.get(lang, [])
+                         for w in s.tokens}
+        extra[lang] = sorted(w for w in words_of_lang if found.lookup(w) is not None)
     words = vocab.WordVocabulary.build(
         {**{lang: data.labeled.get(lang, []) + data.unlabeled[lang] for lang in data.languages}},
-        shared=config.data.shared_word_table, lowercase=config.data.lowercase_words,
-        min_count=config.data.min_count)
+        shared=shared_word_table(config), lowercase=lowercase,
+        min_count=config.data.min_count, extra_words=extra)
     every = [s for lang in data.languages for s in data.unlabeled[lang]]
     chars = vocab.CharVocabulary.build(every, lowercase=lowercase_chars(config))
     if _classification(config):
@@ -302,37 +355,43 @@ def build_model(config, num_words, num_chars, num_tags, num_sources, word_block_
         unk_replacement=m.get("unk_replacement", 0.0))
 
 
-def load_pretrained_embeddings(config, model, words):
-    """Fills word rows from ``config.data.embeddings`` (.vec per language);
-    returns ``{language: fraction of its vocabulary covered}``."""
+def load_pretrained_embeddings(config, model, words, pretrained=None):
+    """Fills each language's word rows from its ``.vec`` file (``pretrained``
+    from :func:`read_pretrained_vectors`, read here if not given); returns
+    ``{language: fraction of its vocabulary covered}``."""
+    if pretrained is None:
+        pretrained = {}
+        for lang, path in config.data.embeddings.items():
+            if path:
+                block = words.block(lang)
+                if block not in words.blocks:
+                    raise ConfigError(f"embeddings given for {lang!r}, which is not a "
+                                      f"training language ({sorted(words.blocks)})")
+                pretrained[lang] = embeddings.read_vec(
+                    path, needed=set(words.blocks[block].tokens[2:]), dim=config.model.word_dim,
+                    max_words=config.data.embeddings_max_words or None)
     coverage = {}
-    for lang, path in config.data.embeddings.items():
-        if not path:
-            continue
+    for lang, found in pretrained.items():
+        path = config.data.embeddings[lang]
         block = words.block(lang)
-        if block not in words.blocks:
-            raise ConfigError(f"embeddings given for {lang!r}, which is not a training "
-                              f"language ({sorted(words.blocks)})")
         block_vocab, offset = words.blocks[block], words.offsets[block]
-        needed = set(block_vocab.tokens[2:])
-        found = embeddings.read_vec(path, needed=needed, dim=config.model.word_dim,
-                                    max_words=config.data.embeddings_max_words or None)
         rows, vectors = [], []
         for i, word in enumerate(block_vocab.tokens[2:], start=2):
             vector = found.lookup(word)
             if vector is not None:
                 rows.append(offset + i)
                 vectors.append(vector)
+        needed = len(block_vocab) - 2
         if not vectors:
-            raise DataError(path, None, f"no vector for any of the {len(needed)} {lang} "
+            raise DataError(path, None, f"no vector for any of the {needed} {lang} "
                             f"vocabulary words: is this the right language's file?")
         model.word_embedding.load(np.stack(vectors), rows)
-        coverage[lang] = len(rows) / max(len(needed), 1)
+        coverage[lang] = len(rows) / max(needed, 1)
         if coverage[lang] < 0.05:
             logging.warning("%s: embeddings cover only %.1f%% of the %s vocabulary", path,
                             100 * coverage[lang], lang)
         logging.info("%s: %d of %d %s words have pretrained vectors (%.1f%%)", path, len(rows),
-                     len(needed), lang, 100 * coverage[lang])
+                     needed, lang, 100 * coverage[lang])
     return coverage
 
 
@@ -390,7 +449,8 @@ def user_errors(command):
     """Turns errors in the user's input or config into one clear line and exit 2."""
     try:
         yield
-    except (ConfigError, DataError, FileExistsError, FloatingPointError) as e:
+    except (ConfigError, DataError, FileExistsError, FloatingPointError,
+            workdirs.WorkdirMismatch) as e:
         logging.error("%s", e)
         print(f"{command}: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -70,7 +70,7 @@ def train(config, workdir):
     from man_tf.data.textio import atomic_write_json
     from man_tf.evaluation import classification, tagging
     from man_tf.models import inference
-    from man_tf.training import checkpoints, strategy as strategies
+    from man_tf.training import checkpoints, strategy as strategies, workdir as workdirs
     from man_tf.training.trainer import AdversarialTrainer
 
     strategies.configure_cpu_devices(config.train.num_cpu_devices)
@@ -86,16 +86,17 @@ def train(config, workdir):
     os.makedirs(workdir, exist_ok=True)
 
     data = experiment.load_data(config)
-    vocab_file = os.path.join(workdir, "vocab.json")
-    if os.path.exists(vocab_file):
+    # Read before anything is written: a wrong file or dimension stops here.
+    pretrained = experiment.read_pretrained_vectors(config, data)
+    latest = checkpoints.checkpoint_path(workdir, "latest")
+    workdirs.check_resumable(workdir, config, latest is not None)
+    vocab_file = os.path.join(workdir, workdirs.VOCAB_FILE)
+    resuming = latest is not None and os.path.exists(vocab_file)
+    if resuming:
         words, chars, tags = vocab.load_vocabularies(workdir)
         logging.info("resuming: vocabularies from %s", vocab_file)
     else:
-        words, chars, tags = experiment.build_vocabularies(config, data)
-        if chief:
-            vocab.save_vocabularies(workdir, words, chars, tags)
-    if chief:
-        experiment.save_config(workdir, config)
+        words, chars, tags = experiment.build_vocabularies(config, data, pretrained)
     for lang in data.languages:
         logging.info("%s: %d labeled, %d unlabeled, %d dev, %d test sentences; %d words",
                      lang, len(data.labeled.get(lang, [])), len(data.unlabeled[lang]),
@@ -115,7 +116,7 @@ def train(config, workdir):
         model = experiment.build_model(config, words.size, len(chars), len(tags),
                                        len(data.sources), list(words.offsets.values()))
         model.build_all()
-        coverage = experiment.load_pretrained_embeddings(config, model, words)
+        coverage = experiment.load_pretrained_embeddings(config, model, words, pretrained)
         trainer = AdversarialTrainer(
             model, strategy, len(data.languages), config.train.learning_rate,
             config.train.d_learning_rate, config.train.lambd, config.train.discriminator_steps,
@@ -140,9 +141,15 @@ def train(config, workdir):
         state = checkpoints.TrainingState(write_dir, model, trainer.optimizer,
                                           trainer.d_optimizer, config.train.keep_checkpoints,
                                           iterator=iterator)
-        restored = state.restore_latest(checkpoints.checkpoint_path(workdir, "latest"))
+        restored = state.restore_latest(latest)
         if iterator is None:
             iterator = data_iterator(config.seed + int(state.step.numpy()))
+    # Written only now that data, vocabularies and model are known good, so a
+    # run stopped by bad input leaves nothing for the corrected rerun to reuse.
+    if chief:
+        if not resuming:
+            vocab.save_vocabularies(workdir, words, chars, tags)
+        experiment.save_config(workdir, config)
     start = int(state.step.numpy())
     logging.info("%s at step %d; %d parameters; %d replica(s); per-language batch %d, "
                  "global batch %d sentences per stream", "resumed" if restored else "starting",
