@@ -73,6 +73,9 @@ def get_config():
     model.tagger_layers = 1              # C_layers
     model.use_private = True             # F_p present (False: the no_private_moe ablation)
     model.use_tag_moe = True             # C is a MoE (False: a single MLP)
+    # How C mixes its experts: "probabilities" (sum_e g_e p_e, the paper's
+    # equations) or "log_probabilities" (sum_e g_e log p_e, the authors' code).
+    model.predictor_mixture = "probabilities"
     model.dropout = 0.5
     model.word_dropout = 0.5
     # Fraction of training tokens read as <unk>, so the <unk> row that every

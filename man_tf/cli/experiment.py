@@ -352,7 +352,8 @@ def build_model(config, num_words, num_chars, num_tags, num_sources, word_block_
         discriminator_dropout=m.discriminator_dropout, lambd=config.train.lambd,
         word_block_starts=tuple(word_block_starts),
         # Workdirs written before this field existed trained without it.
-        unk_replacement=m.get("unk_replacement", 0.0))
+        unk_replacement=m.get("unk_replacement", 0.0),
+        predictor_mixture=m.get("predictor_mixture", "probabilities"))
 
 
 def load_pretrained_embeddings(config, model, words, pretrained=None):

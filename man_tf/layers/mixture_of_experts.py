@@ -9,9 +9,13 @@ Two output modes:
 
 * ``"features"``: experts end in ``output_activation`` (tanh for F_p) and are
   mixed linearly: ``sum_e g_e f_e(x)``.
-* ``"log_probs"``: experts end in a softmax over classes and the *probability
-  distributions* are mixed, ``p = sum_e g_e softmax(f_e(x))``; the layer returns
-  ``log p`` computed stably with logsumexp (C, the tagger/classifier).
+* ``"log_probs"``: experts end in a softmax over classes; the layer returns
+  log-probabilities of the mixture (C, the tagger/classifier). With
+  ``mixture="probabilities"`` the *distributions* are mixed,
+  ``p = sum_e g_e softmax(f_e(x))`` (computed stably with logsumexp); with
+  ``mixture="log_probabilities"`` the experts' *log*-probabilities are, as in
+  the authors' code, ``log p = log_softmax(sum_e g_e log softmax(f_e(x)))``
+  (a product of experts; the authors leave it unnormalised).
 """
 
 import keras
@@ -27,10 +31,15 @@ class MixtureOfExperts(keras.layers.Layer):
     """
 
     def __init__(self, num_experts, output_dim, hidden_units=(), output="features",
-                 output_activation="tanh", dropout=0.5, final_dropout=True, **kwargs):
+                 output_activation="tanh", dropout=0.5, final_dropout=True,
+                 mixture="probabilities", **kwargs):
         super().__init__(**kwargs)
         if output not in ("features", "log_probs"):
             raise ValueError(f"output must be 'features' or 'log_probs', got {output!r}")
+        if mixture not in ("probabilities", "log_probabilities"):
+            raise ValueError(f"mixture must be 'probabilities' or 'log_probabilities', "
+                             f"got {mixture!r}")
+        self.mixture = mixture
         self.num_experts = int(num_experts)
         self.output_dim = int(output_dim)
         self.hidden_units = tuple(int(h) for h in hidden_units)
@@ -85,6 +94,9 @@ class MixtureOfExperts(keras.layers.Layer):
             h = keras.activations.get(self.output_activation)(h)
             return tf.reduce_sum(tf.cast(gate, h.dtype)[..., None] * h, axis=-2), gate_logits
         log_probs = tf.nn.log_softmax(tf.cast(h, tf.float32), axis=-1)  # [..., experts, classes]
+        if self.mixture == "log_probabilities":
+            mixed = tf.reduce_sum(gate[..., None] * log_probs, axis=-2)
+            return tf.nn.log_softmax(mixed, axis=-1), gate_logits
         log_gate = tf.nn.log_softmax(gate_logits, axis=-1)
         return tf.reduce_logsumexp(log_gate[..., None] + log_probs, axis=-2), gate_logits
 
@@ -95,4 +107,5 @@ class MixtureOfExperts(keras.layers.Layer):
         return {**super().get_config(), "num_experts": self.num_experts,
                 "output_dim": self.output_dim, "hidden_units": list(self.hidden_units),
                 "output": self.output_mode, "output_activation": self.output_activation,
-                "dropout": self.dropout_rate, "final_dropout": self.final_dropout}
+                "dropout": self.dropout_rate, "final_dropout": self.final_dropout,
+                "mixture": self.mixture}

@@ -41,7 +41,8 @@ class ManMoeEncoder(keras.Model):
                  dropout=0.5, word_dropout=0.5, discriminator="cnn",
                  discriminator_filters=200, discriminator_kernel_sizes=(3, 4, 5),
                  discriminator_hidden=200, discriminator_layers=1, discriminator_dropout=0.5,
-                 lambd=0.002, word_block_starts=(0,), unk_replacement=0.0, **kwargs):
+                 lambd=0.002, word_block_starts=(0,), unk_replacement=0.0,
+                 predictor_mixture="probabilities", **kwargs):
         super().__init__(**kwargs)
         self._encoder_config = dict(
             num_words=num_words, num_chars=num_chars, num_languages=num_languages,
@@ -56,7 +57,8 @@ class ManMoeEncoder(keras.Model):
             discriminator_kernel_sizes=list(discriminator_kernel_sizes),
             discriminator_hidden=discriminator_hidden, discriminator_layers=discriminator_layers,
             discriminator_dropout=discriminator_dropout, lambd=lambd,
-            word_block_starts=list(word_block_starts), unk_replacement=unk_replacement)
+            word_block_starts=list(word_block_starts), unk_replacement=unk_replacement,
+            predictor_mixture=predictor_mixture)
         self.use_char_cnn = use_char_cnn
         self.use_private = use_private
         self.word_embedding = WordEmbedding(num_words, word_dim,
@@ -96,7 +98,8 @@ class ManMoeEncoder(keras.Model):
         predictor = MixtureOfExperts(
             num_sources if use_moe else 1, num_outputs,
             hidden_units=(predictor_hidden,) * predictor_layers, output="log_probs",
-            dropout=mlp_dropout, final_dropout=False, name=name)
+            dropout=mlp_dropout, final_dropout=False,
+            mixture=self._encoder_config["predictor_mixture"], name=name)
         return private, predictor
 
     def build(self, input_shape=None):

@@ -42,6 +42,24 @@ def test_log_probs_mix_distributions():
     np.testing.assert_allclose(np.exp(log_probs.numpy()).sum(-1), 1.0, atol=1e-6)
 
 
+def test_log_probabilities_mixture_is_the_normalised_gate_weighted_log_sum():
+    moe = MixtureOfExperts(2, 5, hidden_units=(), output="log_probs", final_dropout=False,
+                           mixture="log_probabilities")
+    x = tf.random.stateless_normal([3, 4], seed=[3, 3])
+    log_probs, gate_logits = moe(x)
+    gate = tf.nn.softmax(gate_logits).numpy()
+    k, b = moe.kernels[0].numpy(), moe.biases[0].numpy()
+    mixed = sum(gate[:, e:e + 1] * tf.nn.log_softmax(x.numpy() @ k[e] + b[e]).numpy()
+                for e in range(2))
+    expected = mixed - np.log(np.exp(mixed).sum(-1, keepdims=True))
+    np.testing.assert_allclose(log_probs.numpy(), expected, atol=1e-5)
+    # Not the mixture of distributions: the two modes differ on the same weights.
+    other = MixtureOfExperts.from_config({**moe.get_config(), "mixture": "probabilities"})
+    other.build(x.shape)
+    other.set_weights(moe.get_weights())
+    assert np.abs(other(x)[0].numpy() - log_probs.numpy()).max() > 1e-3
+
+
 def test_gate_reads_a_stop_gradient_copy():
     moe = MixtureOfExperts(3, 4, output="features")
     x = tf.random.stateless_normal([5, 6], seed=[4, 4])
