@@ -144,6 +144,7 @@ def train(config, workdir):
         restored = state.restore_latest(latest)
         if iterator is None:
             iterator = data_iterator(config.seed + int(state.step.numpy()))
+        trainer.trace_for(iterator.element_spec)
     # Written only now that data, vocabularies and model are known good, so a
     # run stopped by bad input leaves nothing for the corrected rerun to reuse.
     if chief:

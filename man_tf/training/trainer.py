@@ -67,8 +67,20 @@ class AdversarialTrainer:
             # touch the other's, and a Keras 3 optimizer insists on this anyway.
             self.optimizer.build(self.main_variables)
             self.d_optimizer.build(self.d_variables)
+        self._jit_compile = jit_compile
         self._step = tf.function(self._distributed_step, jit_compile=jit_compile,
                                  reduce_retracing=True)
+
+    def trace_for(self, element_spec):
+        """Compiles the step once for ``element_spec`` (the distributed
+        iterator's, with unknown batch and length dimensions) instead of
+        tracing per batch shape. With per-shape traces, which graph runs a
+        step depends on the shapes the process has met before, so a resumed
+        process runs other graphs than an uninterrupted one; under bfloat16
+        their different op fusions round differently and the runs drift
+        apart. One graph for every shape makes a resumed run exact."""
+        self._step = tf.function(self._distributed_step, jit_compile=self._jit_compile,
+                                 input_signature=[element_spec])
 
     @property
     def adversarial(self):
