@@ -10,7 +10,9 @@ Prints conlleval's report (overall and per entity type), and writes
 
 import os
 
-from absl import app, flags
+from absl import flags
+
+from man_tf.cli.common import run_command
 
 FLAGS = flags.FLAGS
 
@@ -135,8 +137,7 @@ def main(argv):
 
 
 def run():
-    define_flags()
-    app.run(main)
+    run_command("man-tf-evaluate", __doc__, define_flags, main)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ source's language id is also its expert index in every mixture of experts.
 import contextlib
 import dataclasses
 import json
+import logging as std_logging
 import os
 import sys
 
@@ -45,6 +46,51 @@ def resolve_languages(config):
     if not sources:
         raise ConfigError("no source languages: MAN-MoE needs at least one labeled source")
     return sources, target
+
+
+def resolve_data_root(config, config_file, typed=False):
+    """Makes ``data.root`` absolute, one documented way: a relative root
+    written in a config file is relative to that file's project (the folder
+    holding its ``configs/`` folder: ``configs/conll_ner.py``'s
+    ``../shared/data/conll`` is next to the project, whatever the current
+    directory); a relative root typed on the command line
+    (``--config.data.root=...``, ``typed``) is relative to the current
+    directory, like every other path typed there."""
+    root = config.data.get("root")
+    if not root or os.path.isabs(root):
+        return
+    if typed or not config_file:
+        config.data.root = os.path.abspath(root)
+        return
+    config_dir = os.path.dirname(os.path.abspath(config_file.split(":", 1)[0]))
+    project = os.path.dirname(config_dir) if os.path.basename(config_dir) == "configs" \
+        else config_dir
+    config.data.root = os.path.normpath(os.path.join(project, root))
+
+
+def check_config(config):
+    """Settings no run can work with, as one line each (before any file is
+    read or written)."""
+    train = config.train
+    positive = {"train.steps": train.steps, "train.batch_size": train.batch_size,
+                "train.log_every": train.log_every, "train.eval_every": train.eval_every,
+                "train.checkpoint_every": train.checkpoint_every,
+                "train.keep_checkpoints": train.keep_checkpoints,
+                "train.eval_batch_size": train.eval_batch_size}
+    for name, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{name}={value}: expected a whole number of at least 1")
+    for name in ("learning_rate", "d_learning_rate"):
+        if not train[name] > 0:
+            raise ConfigError(f"train.{name}={train[name]}: expected a positive number")
+    if train.discriminator_steps < 0 or train.lambd < 0:
+        raise ConfigError(f"train.discriminator_steps={train.discriminator_steps}, "
+                          f"train.lambd={train.lambd}: expected values >= 0")
+    for name in ("dropout", "word_dropout", "mlp_dropout", "discriminator_dropout",
+                 "unk_replacement"):
+        value = config.model.get(name, 0.0)
+        if not 0.0 <= value < 1.0:
+            raise ConfigError(f"model.{name}={value}: expected a rate in [0, 1)")
 
 
 def data_path(config, lang, split):
@@ -445,6 +491,15 @@ def load_trained(workdir, which="best", precision=None):
     return Trained(config, sources, target, words, chars, tags, model, path)
 
 
+def _log_to_files(message):
+    """The error line into the run's log file(s) only: stderr gets it once,
+    from :func:`user_errors`."""
+    record = std_logging.LogRecord("absl", std_logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.get_absl_logger().handlers:
+        if isinstance(handler, std_logging.FileHandler):
+            handler.handle(record)
+
+
 @contextlib.contextmanager
 def user_errors(command):
     """Turns errors in the user's input or config into one clear line and exit 2."""
@@ -452,6 +507,6 @@ def user_errors(command):
         yield
     except (ConfigError, DataError, FileExistsError, FloatingPointError,
             workdirs.WorkdirMismatch) as e:
-        logging.error("%s", e)
+        _log_to_files(str(e))
         print(f"{command}: error: {e}", file=sys.stderr)
         sys.exit(2)

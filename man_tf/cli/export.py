@@ -8,9 +8,11 @@ Writes ``<export_base>/<next version>/`` (never overwriting a version); see
 
 import os
 
-from absl import app, flags
+from absl import flags
 
 import man_tf
+
+from man_tf.cli.common import run_command
 
 FLAGS = flags.FLAGS
 
@@ -96,8 +98,7 @@ def main(argv):
 
 
 def run():
-    define_flags()
-    app.run(main)
+    run_command("man-tf-export", __doc__, define_flags, main)
 
 
 if __name__ == "__main__":

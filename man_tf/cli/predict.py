@@ -18,7 +18,9 @@ import json
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from man_tf.cli.common import harmless_lines_hidden, run_command
 
 FLAGS = flags.FLAGS
 
@@ -90,35 +92,73 @@ def predict_lines(model_dir, lines, language, tokenized=False, batch_size=64):
                    "expert_weights": {e: round(float(w), 4) for e, w in zip(experts, weights)}}
 
 
+class PredictError(ValueError):
+    """Bad input to man-tf-predict; the message is the whole error line."""
+
+
+def read_metadata(model_dir):
+    path = os.path.join(model_dir, "assets.extra", "man_tf.json")
+    if not os.path.exists(path):
+        raise PredictError(f"{path}: not found; is {model_dir!r} a man-tf-export SavedModel?")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def check_language(language, metadata, model_dir):
+    """The served model answers only its trained language codes, exactly
+    spelled; say so before loading the graph."""
+    languages = metadata.get("languages", [])
+    if language not in languages:
+        hint = f" (did you mean {language.lower()!r}?)" if language.lower() in languages else ""
+        raise PredictError(f"--language={language}: the model in {model_dir} knows "
+                           f"{', '.join(languages)}{hint}")
+
+
+def read_input(path):
+    """Lines of ``path`` (``-``: stdin) without line ends; UTF-8 only."""
+    if path == "-":
+        return [line.rstrip("\n").rstrip("\r") for line in sys.stdin]
+    if not os.path.exists(path):
+        raise PredictError(f"--input={path}: no such file")
+    if os.path.isdir(path):
+        raise PredictError(f"--input={path}: is a directory, expected a text file")
+    lines = []
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                lines.append(raw.decode("utf-8").rstrip("\n").rstrip("\r"))
+            except UnicodeDecodeError as e:
+                raise PredictError(f"{path}:{number}: byte 0x{raw[e.start]:02x} at column "
+                                   f"{e.start + 1} is not valid UTF-8; convert the file "
+                                   f"(e.g. iconv -f latin1 -t utf-8)") from None
+    return lines
+
+
 def main(argv):
     del argv
-    stream = sys.stdin if FLAGS.input == "-" else open(FLAGS.input, encoding="utf-8")
-    lines = [line.rstrip("\n") for line in stream]
     try:
         model_dir = resolve_model_dir(FLAGS.model)
-        for result in predict_lines(model_dir, lines, FLAGS.language, FLAGS.tokenized,
-                                    FLAGS.batch_size):
+        check_language(FLAGS.language, read_metadata(model_dir), model_dir)
+        lines = read_input(FLAGS.input)
+        with harmless_lines_hidden():  # oneDNN's int64 notice on the first request
+            results = list(predict_lines(model_dir, lines, FLAGS.language, FLAGS.tokenized,
+                                         FLAGS.batch_size))
+        for result in results:
             if FLAGS.format == "jsonl":
                 print(json.dumps(result, ensure_ascii=False))
             elif "label" in result:
                 print(f"{result['label']}\t{result['text']}")
-            else:
+            elif result["tokens"]:  # an empty input line is no sentence in CoNLL output
                 for token, tag in zip(result["tokens"], result["tags"]):
                     print(f"{token} {tag}")
                 print()
-    except FileNotFoundError as e:
+    except (FileNotFoundError, PredictError) as e:
         print(f"man-tf-predict: error: {e}", file=sys.stderr)
         sys.exit(2)
-    except Exception as e:  # noqa: BLE001  -- a server-side error message, e.g. unknown language
-        if type(e).__name__ == "InvalidArgumentError":
-            print(f"man-tf-predict: error: {str(e).splitlines()[0]}", file=sys.stderr)
-            sys.exit(2)
-        raise
 
 
 def run():
-    define_flags()
-    app.run(main)
+    run_command("man-tf-predict", __doc__, define_flags, main)
 
 
 if __name__ == "__main__":

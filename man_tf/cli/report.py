@@ -5,7 +5,9 @@
 
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from man_tf.cli.common import run_command
 
 FLAGS = flags.FLAGS
 
@@ -28,8 +30,7 @@ def main(argv):
 
 
 def run():
-    define_flags()
-    app.run(main)
+    run_command("man-tf-report", __doc__, define_flags, main)
 
 
 if __name__ == "__main__":

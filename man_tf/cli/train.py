@@ -13,8 +13,10 @@ import os
 import shutil
 import time
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
+
+from man_tf.cli.common import run_command
 
 FLAGS = flags.FLAGS
 
@@ -73,6 +75,7 @@ def train(config, workdir):
     from man_tf.training import checkpoints, strategy as strategies, workdir as workdirs
     from man_tf.training.trainer import AdversarialTrainer
 
+    experiment.check_config(config)
     strategies.configure_cpu_devices(config.train.num_cpu_devices)
     # Created first: MultiWorkerMirroredStrategy must exist before other TF work.
     strategy = strategies.make_strategy(config.train.strategy)
@@ -104,6 +107,31 @@ def train(config, workdir):
                      len(words.blocks[words.block(lang)]))
     logging.info("tags: %s; characters: %d; word rows: %d", tags.tags, len(chars), words.size)
     labeled, unlabeled = experiment.encode_data(config, data, words, chars, tags)
+    classifying = config.get("task", "tagging") == "classification"
+    metric = "acc" if classifying else "f1"  # selection metric: accuracy / entity F1
+    # Documents are read up to the training length (as served); sentences whole.
+    eval_max_length = (config.data.max_length or None) if classifying else None
+    eval_languages = [data.target] + (data.sources if config.train.eval_source_dev else [])
+    eval_sets = {}
+    for lang in eval_languages:
+        if lang in data.dev:
+            corpus = experiment.encode_split(config, data.dev[lang], lang,
+                                             data.languages.index(lang), words, chars, tags,
+                                             eval_max_length)
+            eval_sets[lang] = (data.dev[lang], corpus)
+    # The final evaluation's sets too: a tag the sources never show stops the
+    # run here, before anything is written.
+    final_sets = {}
+    for split, store in (("dev", data.dev), ("test", data.test)):
+        if data.target in store:
+            corpus = experiment.encode_split(config, store[data.target], data.target,
+                                             data.languages.index(data.target), words, chars,
+                                             tags, eval_max_length)
+            final_sets[split] = (store[data.target], corpus)
+    if data.target not in eval_sets:
+        logging.warning("target %s has no dev file: the last checkpoint is kept as 'best'",
+                        data.target)
+
 
     for stream, languages in (("labeled", data.sources), ("unlabeled", data.languages)):
         rows = config.train.batch_size * len(languages)
@@ -158,22 +186,6 @@ def train(config, workdir):
                  config.train.batch_size * len(data.sources))
 
     predict_fn = inference.make_predict_fn(model)
-    classifying = config.get("task", "tagging") == "classification"
-    metric = "acc" if classifying else "f1"  # selection metric: accuracy / entity F1
-    # Documents are read up to the training length (as served); sentences whole.
-    eval_max_length = (config.data.max_length or None) if classifying else None
-    eval_languages = [data.target] + (data.sources if config.train.eval_source_dev else [])
-    eval_sets = {}
-    for lang in eval_languages:
-        if lang in data.dev:
-            corpus = experiment.encode_split(config, data.dev[lang], lang,
-                                             data.languages.index(lang), words, chars, tags,
-                                             eval_max_length)
-            eval_sets[lang] = (data.dev[lang], corpus)
-    if data.target not in eval_sets:
-        logging.warning("target %s has no dev file: the last checkpoint is kept as 'best'",
-                        data.target)
-
     def evaluate(sets):
         results = {}
         for lang, (sentences, corpus) in sets.items():
@@ -194,9 +206,10 @@ def train(config, workdir):
     history = MetricsHistory(os.path.join(workdir, "metrics.jsonl") if chief else None)
     profile = _profile_range(config.train.profile_steps)
     total = config.train.steps
-    last_dev = float(state.best_score.numpy()) if restored and state.best_step.numpy() else \
-        float("nan")
-    tick, tick_step = time.time(), start
+    last_dev = None  # shown as "-" until this process has evaluated
+    # The rate (and ETA) is measured from the end of the first step, whose
+    # time is mostly tracing and compiling the step.
+    tick, tick_step = None, start
     step = start
     while step < total:
         if profile and step == profile[0]:
@@ -218,10 +231,12 @@ def train(config, workdir):
                 f"{int(state.step.numpy())}); lower --config.train.learning_rate or check the "
                 f"input data")
         state.step.assign(step)
+        if tick is None:
+            tick, tick_step = time.time(), step
         if step % config.train.log_every == 0 or step == total:
             values = {k: float(v) for k, v in logs.items()}
             now = time.time()
-            rate = (step - tick_step) / max(now - tick, 1e-9)
+            rate = (step - tick_step) / (now - tick) if step > tick_step else float("nan")
             tick, tick_step = now, step
             with writer.as_default(step=step):
                 for k, v in values.items():
@@ -230,11 +245,17 @@ def train(config, workdir):
                 tf.summary.scalar("learning_rate", config.train.learning_rate)
                 tf.summary.scalar("steps_per_second", rate)
             history.add("train", step, **values, steps_per_second=rate)
-            eta = (total - step) / max(rate, 1e-9)
-            logging.info("step %d/%d  %.2f it/s  eta %dm%02ds  task %.3f  D acc %.3f  "
-                         "dev %s %.2f", step, total, rate, eta // 60, eta % 60,
-                         values["task_loss"], values.get("d_accuracy", float("nan")), metric,
-                         last_dev)
+            if rate == rate and rate > 0:
+                eta = int(round((total - step) / rate))
+                eta_text = f"{eta // 3600}h{eta % 3600 // 60:02d}m" if eta >= 3600 else \
+                    f"{eta // 60}m{eta % 60:02d}s"
+            else:
+                eta_text = "-"
+            d_accuracy = values.get("d_accuracy")
+            logging.info("step %d/%d  %s it/s  eta %s  task %.3f  D acc %s  dev %s %s", step,
+                         total, f"{rate:.2f}" if rate == rate else "-", eta_text,
+                         values["task_loss"], "-" if d_accuracy is None else f"{d_accuracy:.3f}",
+                         metric, "-" if last_dev is None else f"{last_dev:.2f}")
         if eval_sets and (step % config.train.eval_every == 0 or step == total):
             results = evaluate(eval_sets)
             with dev_writer.as_default(step=step):
@@ -247,12 +268,15 @@ def train(config, workdir):
                                 expert_weights=weights)
             if data.target in results:
                 last_dev = results[data.target][0].primary
-                if last_dev > float(state.best_score.numpy()):
+                new_best = last_dev > float(state.best_score.numpy())
+                if new_best:
                     state.best_score.assign(last_dev)
                     state.best_step.assign(step)
                     state.save_best()
-                    logging.info("step %d: new best %s dev %s %.2f", step, data.target, metric,
-                                 last_dev)
+                logging.info("step %d: %s dev %s %.2f (%s)", step, data.target, metric,
+                             last_dev, "new best" if new_best else
+                             f"best {float(state.best_score.numpy()):.2f} at step "
+                             f"{int(state.best_step.numpy())}")
         if step % config.train.checkpoint_every == 0 or step == total:
             state.save_latest()
     writer.flush()
@@ -266,13 +290,6 @@ def train(config, workdir):
                "embeddings": {k: v for k, v in config.data.embeddings.items() if v}
                or "learned (no .vec files)",
                "embedding_coverage": coverage}
-    final_sets = {}
-    for split, store in (("dev", data.dev), ("test", data.test)):
-        if data.target in store:
-            corpus = experiment.encode_split(config, store[data.target], data.target,
-                                             data.languages.index(data.target), words, chars,
-                                             tags, eval_max_length)
-            final_sets[split] = (store[data.target], corpus)
     for split, (scores, predictions) in evaluate(final_sets).items():
         results[f"{split}_{metric}"] = scores.primary
         results[f"{split}_scores"] = scores.to_dict()
@@ -292,24 +309,40 @@ def train(config, workdir):
     return results
 
 
+def log_file_name(tf_config):
+    """``train.log`` for the process that writes results (the chief, or
+    worker 0 of a cluster without one); ``train.<type><index>.log`` else."""
+    task, cluster = tf_config.get("task", {}), tf_config.get("cluster", {})
+    if not task:
+        return "train.log"
+    kind, index = task.get("type", "worker"), task.get("index", 0)
+    if kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster):
+        return "train.log"
+    return f"train.{kind}{index}.log"
+
+
 def main(argv):
-    del argv
+    from man_tf.cli import experiment
+
     workdir = FLAGS.workdir
-    os.makedirs(workdir, exist_ok=True)
-    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
-    name = "train.log" if task.get("type", "worker") in ("chief",) or \
-        (task.get("type", "worker") == "worker" and task.get("index", 0) == 0) else \
-        f"train.{task.get('type')}{task.get('index')}.log"
-    handler = std_logging.FileHandler(os.path.join(workdir, name), encoding="utf-8")
-    handler.setFormatter(logging.PythonFormatter())
-    logging.get_absl_logger().addHandler(handler)
-    logging.set_verbosity(logging.INFO)
-    from man_tf.cli.experiment import user_errors
     config = FLAGS.config
-    if FLAGS.profile_steps:
+    with experiment.user_errors("man-tf-train"):
+        if os.path.exists(workdir) and not os.path.isdir(workdir):
+            raise experiment.ConfigError(f"--workdir={workdir}: is a file, expected a "
+                                         f"directory (new or a previous run's)")
         with config.unlocked():
-            config.train.profile_steps = FLAGS.profile_steps
-    with user_errors("man-tf-train"):
+            if FLAGS.profile_steps:
+                config.train.profile_steps = FLAGS.profile_steps
+            experiment.resolve_data_root(
+                config, config_flags.get_config_filename(FLAGS["config"]),
+                typed=any(a.startswith("--config.data.root") for a in argv))
+        experiment.check_config(config)
+        os.makedirs(workdir, exist_ok=True)
+        name = log_file_name(json.loads(os.environ.get("TF_CONFIG", "{}")))
+        handler = std_logging.FileHandler(os.path.join(workdir, name), encoding="utf-8")
+        handler.setFormatter(logging.PythonFormatter())
+        logging.get_absl_logger().addHandler(handler)
+        logging.set_verbosity(logging.INFO)
         results = train(config, workdir)
     metric = "acc" if "dev_acc" in results or "test_acc" in results else "f1"
     name = {"acc": "accuracy", "f1": "F1"}[metric]
@@ -319,8 +352,7 @@ def main(argv):
 
 
 def run():
-    define_flags()
-    app.run(main)
+    run_command("man-tf-train", __doc__, define_flags, main, config_flag=True)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from man_tf.data.errors import DataError
+
 DEFAULT_BUCKETS = (8, 16, 24, 32, 48, 64)
 
 
@@ -63,7 +65,14 @@ def encode(sentences, language_name, language_id, words, chars, tags=None,
             char_lengths.append(len(ids))
             char_ids.extend(ids)
         if tags is not None:
-            tag_ids.extend(tags.id(t) for t in sentence.tags[:len(tokens)])
+            try:
+                tag_ids.extend(tags.id(t) for t in sentence.tags[:len(tokens)])
+            except KeyError:
+                unknown = next(t for t in sentence.tags if t not in tags.index)
+                raise DataError(sentence.source or language_name, None,
+                                f"tag {unknown!r} never occurs in the sources' training data "
+                                f"(tags: {' '.join(tags.tags)}); a model cannot predict or be "
+                                f"scored on it: map it to a trained type or to O") from None
     as_int = lambda x: np.asarray(x, dtype=np.int32)
     return EncodedCorpus(language_id, as_int(lengths), as_int(word_ids), as_int(char_lengths),
                          as_int(char_ids), as_int(tag_ids) if tags is not None else None,

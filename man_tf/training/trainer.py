@@ -160,12 +160,18 @@ class AdversarialTrainer:
                     outputs["adversarial_logits"], unlabeled, outputs["adversarial_mask"])
                 # Through the reversal layer: minimising this trains D's input,
                 # F_s, to *raise* D's loss, scaled by λ.
+                objective = total - self.lambd * adversarial
                 total += adversarial
                 logs["adversarial_d_loss"] = adversarial
+            else:
+                objective = total
             scaled = self._scaled(self.optimizer, total)
         grads = tape.gradient(scaled, self.main_variables)
         self.optimizer.apply_gradients(zip(grads, self.main_variables))
-        logs["total_loss"] = total
+        # What the main update descends, as seen from F_s: task + gate losses
+        # - λ·L_D. (``total`` differentiates to the same gradients, the
+        # reversal layer flipping and scaling L_D's, but its value adds +L_D.)
+        logs["total_loss"] = objective
         return logs
 
     # -- the step -------------------------------------------------------------

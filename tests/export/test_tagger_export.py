@@ -180,6 +180,24 @@ def test_predict_command_helpers(exported):
     assert tokenized[0]["tags"] == results[0]["tags"]
 
 
+def test_predict_command_output_and_quiet_start(exported, tmp_path):
+    _, base, _ = exported
+    text = tmp_path / "in.txt"
+    text.write_text("Angela Weber besuchte Berlin .\n\nDie Bahn fährt .\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-m", "man_tf.cli.predict", f"--model={base}",
+                           "--language=de", f"--input={text}"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # An empty input line is no sentence: one blank line between the two.
+    blocks = done.stdout.split("\n\n")
+    assert [len(b.splitlines()) for b in blocks if b.strip()] == [5, 4]
+    assert "\n\n\n" not in done.stdout
+    # TensorFlow's start-up and oneDNN notices are not shown (README: what remains).
+    for notice in ("cuInit", "oneDNN", "absl::InitializeLog", "cpu_feature_guard"):
+        assert notice not in done.stderr, done.stderr
+
+
 def test_versions_and_interrupted_export(exported, monkeypatch):
     workdir, base, path = exported
     assert os.path.basename(path) == "1"
