@@ -114,8 +114,13 @@ def main():
         lines.append(f"| {name} | {r['latency_ms']['p50']:.1f} | {r['latency_ms']['p99']:.1f} | "
                      f"{r['throughput_sentences_per_s']:.0f} |")
     lines += ["", data_out["notes"] + "."]
-    with open(os.path.join(common.RESULTS, "serving.md"), "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
+    path = os.path.join(common.RESULTS, "serving.md")
+    # Keep the tokenization section that benchmarks/serving_tokens.py writes.
+    kept = open(path, encoding="utf-8").read().split("## Served tags vs measured tags", 1) \
+        if os.path.exists(path) else []
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n" +
+                ("\n## Served tags vs measured tags" + kept[1] if len(kept) == 2 else ""))
     print("\n".join(lines))
 
 

@@ -24,9 +24,12 @@ from man_tf.export.text_encoder import TextEncoder
 class TaggerServing:
     """Serving functions around a trained ``ManMoeTagger``."""
 
-    def __init__(self, model, words, chars, tags, languages, max_chars):
+    def __init__(self, model, words, chars, tags, languages, max_chars, tokenizer="conll"):
         self.model = model
-        self.encoder = TextEncoder(words, chars, languages, max_chars)
+        # Raw text is cut as the CoNLL training files are (U.S., EU-Kommission
+        # whole; punctuation split off), not at every change of script
+        # ("unicode_script", kept for comparison: benchmarks/serving_tokens.py).
+        self.encoder = TextEncoder(words, chars, languages, max_chars, tokenizer=tokenizer)
         self.tag_strings = tf.constant(tags.tags)
 
     def resources(self):

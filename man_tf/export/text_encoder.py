@@ -1,8 +1,10 @@
 """Raw text or tokens -> the model's input ids, inside a serving graph.
 
 Shared by the tagger's and the classifier's serving graphs. Uses only ops
-TensorFlow Serving ships (core TF + TF Text's ``UnicodeScriptTokenizer``,
-the tokenizer classification training uses too). Words are looked up as in
+TensorFlow Serving ships: the classifier splits raw text with TF Text's
+``UnicodeScriptTokenizer`` (what classification training uses too), the
+tagger with :func:`man_tf.export.raw_text.conll_tokenize` (core TF regex
+rewrites that cut text as the CoNLL files it was trained on are cut). Words are looked up as in
 training: lowercased (``tf.strings.lower``, UTF-8) when the vocabulary is,
 in the language's own block of rows (or the shared block), unknown words to
 that language's ``<unk>``, unknown characters to the character ``<unk>``. An
@@ -14,6 +16,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from man_tf.data.vocab import SHARED, UNK_ID
+from man_tf.export.raw_text import conll_tokenize
 
 SEPARATOR = "\x1f"  # between block name and word in the word table's keys
 
@@ -27,7 +30,8 @@ def _table(keys, values, default):
 class TextEncoder:
     """Lookup tables built from the training vocabularies, and the encoding."""
 
-    def __init__(self, words, chars, languages, max_chars, max_length=None):
+    def __init__(self, words, chars, languages, max_chars, max_length=None,
+                 tokenizer="unicode_script"):
         self.languages = list(languages)
         self.max_chars = int(max_chars)
         self.max_length = int(max_length) if max_length else None
@@ -42,7 +46,12 @@ class TextEncoder:
         self.language_table = _table(self.languages, list(range(len(self.languages))), -1)
         self.unknown_rows = tf.constant([words.unk_id(lang) for lang in self.languages], tf.int64)
         self.char_table = _table(chars.tokens, list(range(len(chars.tokens))), UNK_ID)
-        self.tokenizer = tf_text.UnicodeScriptTokenizer()
+        if tokenizer == "unicode_script":
+            self._split = tf_text.UnicodeScriptTokenizer().tokenize
+        elif tokenizer == "conll":
+            self._split = conll_tokenize
+        else:
+            raise ValueError(f"tokenizer must be 'unicode_script' or 'conll', got {tokenizer!r}")
 
     def resources(self):
         """The tables an export must track."""
@@ -50,7 +59,7 @@ class TextEncoder:
 
     def tokenize(self, text):
         """string ``[batch]`` -> ragged tokens ``[batch, (time)]`` (cut to ``max_length``)."""
-        tokens = self.tokenizer.tokenize(text)
+        tokens = self._split(text)
         return tokens[:, :self.max_length] if self.max_length else tokens
 
     def _language_ids(self, language):
