@@ -163,3 +163,63 @@ def test_tf_text_sentencepiece_ids_equal_the_reference_on_real_text(e5):
     assert len(differ) <= len(units) // 1000, differ[:5]
     jp = [u for u in units if any("\u3040" <= c <= "\u30ff" for c in u)]
     assert len(jp) >= 30 and not set(jp) & set(differ)
+
+
+@pytest.fixture(scope="module")
+def word_features(e5):
+    from man_tf.pretrained.word_features import WordFeatures
+
+    weights = e5[0]
+    return WordFeatures(weights, layers=(0, 7, 8))
+
+
+def reference_word_states(e5, sentence, layers, meta_id):
+    """First-piece states of each word, from the Python tokenizer and one
+    encoder call on the whole sentence."""
+    weights, encoder, tokenizer = e5
+    ids, firsts = [weights.bos_id], []
+    for word in sentence:
+        firsts.append(len(ids))
+        ids += tokenizer.encode(word) or [meta_id]
+    ids.append(weights.eos_id)
+    states = encoder(np.array([ids]), np.ones((1, len(ids)), np.float32)).numpy()
+    return states[list(layers)][:, 0, firsts].transpose(1, 0, 2)
+
+
+def test_word_features_are_first_piece_states_of_real_sentences(e5, word_features):
+    import tensorflow as tf
+
+    sentences = [list(s.tokens) for s in
+                 conll.read_conll(conll_file("deu.testb"), labeled=False)[:6]] + \
+        [["Die", "\x01", "Bahn"], []]  # a word that normalizes to nothing; no words
+    out = word_features(tf.ragged.constant(sentences, dtype=tf.string)).numpy()
+    assert out.shape == (len(sentences), max(map(len, sentences)), 3, 384)
+    for row, sentence in enumerate(sentences[:-1]):
+        expected = reference_word_states(e5, sentence, (0, 7, 8), word_features.meta_id)
+        np.testing.assert_allclose(out[row, :len(sentence)], expected, atol=1e-4)
+        assert not out[row, len(sentence):].any()
+    assert not out[-1].any()
+
+
+def test_long_sentences_get_a_feature_for_every_word_through_windows(e5, word_features):
+    import tensorflow as tf
+
+    from man_tf.pretrained.word_features import WordFeatures
+
+    weights = e5[0]
+    words = ["Wort", "Angela", "Berlin"] * 250  # 750 words, over 512 positions
+    out = word_features(tf.ragged.constant([words, ["kurz"]])).numpy()
+    assert out.shape[1] == 750 and np.all(np.abs(out[0]).sum(axis=(1, 2)) > 0)
+    # With windows of 4 pieces, each window equals the encoder run on it alone.
+    small = WordFeatures(weights, layers=(8,), window=4)
+    sentence = ["Angela", "Weber", "besuchte", "Berlin", "und", "Paris", "."]
+    got = small(tf.ragged.constant([sentence])).numpy()[0, :, 0]
+    _, encoder, tokenizer = e5
+    pieces = [tokenizer.encode(w) for w in sentence]
+    flat = [p for ps in pieces for p in ps]
+    firsts = np.cumsum([0] + [len(p) for p in pieces])[:-1]
+    for i, first in enumerate(firsts):
+        start = first // 4 * 4
+        ids = [weights.bos_id] + flat[start:start + 4] + [weights.eos_id]
+        states = encoder(np.array([ids]), np.ones((1, len(ids)), np.float32)).numpy()
+        np.testing.assert_allclose(got[i], states[8, 0, first - start + 1], atol=1e-4)

@@ -1,0 +1,93 @@
+"""Contextual word features from the frozen multilingual encoder, in TF ops.
+
+Words stay exactly as the data splits them: each word is normalized and cut
+into SentencePiece pieces on its own (so its pieces carry the word-start
+mark), a sentence's pieces are concatenated between ``<s>`` and ``</s>``,
+the encoder runs, and each word's feature is the hidden state of its first
+piece, at the encoder layers asked for. A sentence with more pieces than
+the encoder's positions is cut into windows of ``max_positions - 2`` pieces,
+each run as its own ``<s> ... </s>`` sequence (no overlap; words at a cut
+see only their own window), so every word gets a feature.
+"""
+
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+from man_tf.pretrained.bert import e5_encoder
+from man_tf.pretrained.sentencepiece_model import META, NormalizerTable, model_proto
+
+
+class WordFeatures(tf.Module):
+    """words (string ``[batch, (words)]`` ragged) -> float32
+    ``[batch, max_words, len(layers), hidden]`` (zeros past each sentence)."""
+
+    def __init__(self, weights, layers=(7,), window=None, name="word_features"):
+        super().__init__(name=name)
+        self.layers = tuple(int(layer) for layer in layers)
+        if not self.layers or min(self.layers) < 0 or max(self.layers) > weights.layers:
+            raise ValueError(f"layers must be in [0, {weights.layers}], got {layers}")
+        self.hidden = weights.hidden
+        self.window = int(window or weights.max_positions - 2)
+        self.encoder = e5_encoder(weights, num_layers=max(self.layers))
+        self.tokenizer = tf_text.SentencepieceTokenizer(model=model_proto(weights))
+        self.normalize = NormalizerTable(weights)
+        self.bos, self.eos, self.pad = weights.bos_id, weights.eos_id, weights.pad_id
+        self.meta_id = weights.pieces.index(META)
+
+    def pieces(self, words):
+        """ragged words ``[batch, (words)]`` -> ragged piece ids ``[words_total, (pieces)]``;
+        a word whose pieces would be empty (e.g. only control characters) gets ``▁``."""
+        pieces = self.tokenizer.tokenize(self.normalize(words.flat_values))
+        pieces = tf.cast(pieces, tf.int32)
+        empty = tf.equal(pieces.row_lengths(), 0)
+        fill = tf.RaggedTensor.from_row_lengths(
+            tf.fill([tf.reduce_sum(tf.cast(empty, tf.int32))], self.meta_id),
+            tf.ones_like(tf.boolean_mask(pieces.row_lengths(), empty)))
+        # Interleave: rows of `pieces`, with empty rows replaced by [▁].
+        lengths = tf.where(empty, tf.ones_like(pieces.row_lengths()), pieces.row_lengths())
+        starts = tf.cumsum(lengths, exclusive=True)
+        values = tf.tensor_scatter_nd_update(
+            tf.zeros([tf.reduce_sum(lengths)], tf.int32),
+            tf.expand_dims(tf.boolean_mask(starts, empty), 1), fill.flat_values)
+        kept_positions = tf.ragged.range(tf.boolean_mask(starts, ~empty),
+                                         tf.boolean_mask(starts + lengths, ~empty)).flat_values
+        values = tf.tensor_scatter_nd_update(values, tf.expand_dims(kept_positions, 1),
+                                             pieces.flat_values)
+        return tf.RaggedTensor.from_row_lengths(values, lengths)
+
+    def __call__(self, words):
+        batch = words.nrows(out_type=tf.int32)
+        word_pieces = self.pieces(words)                       # [words_total, (pieces)]
+        per_word = tf.cast(word_pieces.row_lengths(), tf.int32)
+        # unsorted_segment_sum with ``batch`` segments: a sentence with no
+        # words still gets its (empty) row.
+        sentence_pieces = tf.RaggedTensor.from_row_lengths(
+            word_pieces.flat_values,
+            tf.math.unsorted_segment_sum(per_word, tf.cast(words.value_rowids(), tf.int32),
+                                         batch))
+        lengths = tf.cast(sentence_pieces.row_lengths(), tf.int32)   # [batch]
+        W = self.window
+        chunks = tf.maximum((tf.reduce_max(tf.concat([lengths, [1]], 0)) + W - 1) // W, 1)
+        padded = sentence_pieces.to_tensor(default_value=self.pad, shape=[batch, chunks * W])
+        rows = tf.reshape(padded, [batch * chunks, W])
+        chunk_index = tf.tile(tf.range(chunks), [batch])
+        row_len = tf.clip_by_value(tf.repeat(lengths, chunks) - chunk_index * W, 0, W)
+        width = tf.reduce_max(row_len) + 2
+        rows = rows[:, :width - 2]
+        ids = tf.concat([tf.fill([batch * chunks, 1], self.bos), rows,
+                         tf.fill([batch * chunks, 1], self.pad)], axis=1)
+        positions = tf.range(width)[None, :]
+        ids = tf.where(positions == row_len[:, None] + 1, self.eos, ids)
+        mask = tf.cast(positions < row_len[:, None] + 2, tf.float32)
+        states = self.encoder(ids, mask)                           # [L+1, rows, width, H]
+        states = tf.gather(states, list(self.layers))              # [k, rows, width, H]
+        # Each word's first piece: its index in the sentence's pieces.
+        first = tf.cumsum(per_word, exclusive=True) - tf.gather(
+            tf.cumsum(lengths, exclusive=True), tf.cast(words.value_rowids(), tf.int32))
+        sentence = tf.cast(words.value_rowids(), tf.int32)
+        row = sentence * chunks + first // W
+        column = first % W + 1
+        picked = tf.gather_nd(tf.transpose(states, [1, 2, 0, 3]),
+                              tf.stack([row, column], axis=1))     # [words_total, k, H]
+        return words.with_flat_values(picked).to_tensor(
+            shape=[batch, None, len(self.layers), self.hidden])
