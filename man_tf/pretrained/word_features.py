@@ -90,4 +90,4 @@ class WordFeatures(tf.Module):
         picked = tf.gather_nd(tf.transpose(states, [1, 2, 0, 3]),
                               tf.stack([row, column], axis=1))     # [words_total, k, H]
         return words.with_flat_values(picked).to_tensor(
-            shape=[batch, None, len(self.layers), self.hidden])
+            shape=[None, None, len(self.layers), self.hidden])

@@ -223,3 +223,36 @@ def test_long_sentences_get_a_feature_for_every_word_through_windows(e5, word_fe
         ids = [weights.bos_id] + flat[start:start + 4] + [weights.eos_id]
         states = encoder(np.array([ids]), np.ones((1, len(ids)), np.float32)).numpy()
         np.testing.assert_allclose(got[i], states[8, 0, first - start + 1], atol=1e-4)
+
+
+def test_cached_features_equal_features_computed_in_the_graph(e5, word_features, tmp_path):
+    import tensorflow as tf
+
+    from man_tf.pretrained import feature_cache
+    from man_tf.pretrained.sentencepiece_model import model_proto
+
+    weights = e5[0]
+    sentences = [list(s.tokens) for s in
+                 conll.read_conll(conll_file("esp.testa"), labeled=False)[:40]]
+    proto = model_proto(weights)
+    key = feature_cache.cache_key(e5_file.WEIGHTS_SHA256, proto, word_features.layers, sentences)
+    assert key != feature_cache.cache_key(e5_file.WEIGHTS_SHA256, proto, (8,), sentences)
+    assert key != feature_cache.cache_key(e5_file.WEIGHTS_SHA256, proto, word_features.layers,
+                                          sentences[:-1])
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return feature_cache.extract(word_features, sentences, batch_words=200)
+
+    cached = feature_cache.cached_features(str(tmp_path), key, compute)
+    again = feature_cache.cached_features(str(tmp_path), key, compute)
+    assert len(calls) == 1 and os.listdir(tmp_path) == [f"{key}.npy"]
+    assert cached.dtype == np.float16 and isinstance(again, np.memmap)
+    direct = word_features(tf.ragged.constant(sentences, dtype=tf.string)).numpy()
+    at = 0
+    for row, sentence in enumerate(sentences):
+        np.testing.assert_allclose(again[at:at + len(sentence)].astype(np.float32),
+                                   direct[row, :len(sentence)], rtol=2e-3, atol=2e-3)
+        at += len(sentence)
+    assert at == len(again)

@@ -39,7 +39,9 @@ def command(root, workdir, *extra):
              "--config.train.batch_size=4", "--config.train.precision=float32",
              "--config.train.deterministic=True", "--config.model.dropout=0.0",
              "--config.model.word_dropout=0.0", "--config.model.mlp_dropout=0.0",
-             "--config.model.discriminator_dropout=0.0"]
+             "--config.model.discriminator_dropout=0.0",
+             # Random ops draw per replica: off, like dropout, to compare weights.
+             "--config.model.unk_replacement=0.0"]
     for lang, name in (("en", "eng"), ("es", "esp"), ("nl", "ned"), ("de", "deu")):
         flags.append(f"--config.data.languages.{lang}.train={{root}}/{name}.conll")
     flags += ["--config.data.languages.de.dev={root}/deu.conll",
