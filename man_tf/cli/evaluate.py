@@ -61,8 +61,9 @@ def evaluate(workdir, split="test", input_path=None, language=None, which="best"
         raise experiment.ConfigError(f"{input_path}: tags {unknown} were never seen in "
                                      f"training (trained tags: {tags.tags})")
     model, words, chars, path = trained.model, trained.words, trained.chars, trained.checkpoint
-    corpus = pipeline.encode(sentences, language, languages.index(language), words, chars, tags,
-                             config.data.max_chars)
+    corpus = experiment.encode_split(config, sentences, language, languages.index(language),
+                                     words, chars, tags,
+                                     features=experiment.encoder_features(config, workdir))
     ids, gates = inference.predict_corpus(
         inference.make_predict_fn(model),
         pipeline.evaluation_batches(corpus, config.train.eval_batch_size), len(corpus))
@@ -104,7 +105,8 @@ def _evaluate_classifier(trained, split, input_path, language, output):
         name = f"{language}.{os.path.basename(input_path)}"
     corpus = experiment.encode_split(config, documents, language,
                                      trained.languages.index(language), trained.words,
-                                     trained.chars, classes, config.data.max_length or None)
+                                     trained.chars, classes, config.data.max_length or None,
+                                     experiment.encoder_features(config, trained_dir(trained)))
     predictions = inference.predict_corpus(
         inference.make_predict_fn(trained.model),
         pipeline.evaluation_batches(corpus, config.train.eval_batch_size), len(corpus))

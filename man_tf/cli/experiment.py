@@ -86,6 +86,9 @@ def check_config(config):
     if train.discriminator_steps < 0 or train.lambd < 0:
         raise ConfigError(f"train.discriminator_steps={train.discriminator_steps}, "
                           f"train.lambd={train.lambd}: expected values >= 0")
+    if not config.model.get("use_words", True) and any(config.data.embeddings.values()):
+        raise ConfigError("data.embeddings given with model.use_words=False: the .vec files "
+                          "would be unused; drop them or set --config.model.use_words=True")
     for name in ("dropout", "word_dropout", "mlp_dropout", "discriminator_dropout",
                  "unk_replacement"):
         value = config.model.get(name, 0.0)
@@ -316,8 +319,53 @@ def _split_logged(sentences, max_length, lang, name):
     return pieces
 
 
-def encode_data(config, data, words, chars, tags):
-    """-> (labeled corpora by source, unlabeled corpora by language)."""
+ENCODER_DIMS = {"e5-small": 384}  # model.encoder -> feature size
+
+
+def encoder_features(config, workdir):
+    """``None`` without ``model.encoder``; else ``fn(sentences, name)`` ->
+    float16 ``[tokens, layers, dim]``: the frozen encoder's word features of
+    the sentences' tokens (the caller cuts them as it encodes them), from the
+    cache in ``data.feature_cache`` (default ``<workdir>/features``),
+    computed once."""
+    name = config.model.get("encoder", "")
+    if not name:
+        return None
+    if name not in ENCODER_DIMS:
+        raise ConfigError(f"model.encoder={name!r}: expected '' or one of "
+                          f"{sorted(ENCODER_DIMS)}")
+    from man_tf.pretrained import e5_file, feature_cache, sentencepiece_model
+    from man_tf.pretrained.word_features import WordFeatures
+
+    try:
+        weights = e5_file.read_e5()
+    except e5_file.WeightsFileError as e:
+        raise ConfigError(str(e)) from None
+    layers = tuple(int(layer) for layer in config.model.encoder_layers)
+    if not layers or min(layers) < 0 or max(layers) > weights.layers:
+        raise ConfigError(f"model.encoder_layers={layers}: expected layers in "
+                          f"[0, {weights.layers}]")
+    proto = sentencepiece_model.model_proto(weights)
+    directory = config.data.get("feature_cache") or os.path.join(workdir, "features")
+    extractor = []  # built on the first cache miss (loading takes seconds)
+
+    def features(sentences, label):
+        tokens = [list(s.tokens) for s in sentences]
+        key = feature_cache.cache_key(e5_file.WEIGHTS_SHA256, proto, layers, tokens)
+
+        def compute():
+            if not extractor:
+                extractor.append(WordFeatures(weights, layers))
+            return feature_cache.extract(extractor[0], tokens, name=f"{label} encoder features")
+
+        return feature_cache.cached_features(directory, key, compute)
+
+    return features
+
+
+def encode_data(config, data, words, chars, tags, features=None):
+    """-> (labeled corpora by source, unlabeled corpora by language);
+    ``features`` from :func:`encoder_features`."""
     ids = {lang: i for i, lang in enumerate(data.languages)}
     max_length = config.data.max_length or None
     mode = config.data.long_sentences
@@ -342,11 +390,14 @@ def encode_data(config, data, words, chars, tags):
         labeled_text = cut_store(data.labeled, "labeled")
         unlabeled_text = cut_store(data.unlabeled, "unlabeled")
     labeled = {lang: encode_split(config, labeled_text[lang], lang, ids[lang], words, chars,
-                                  tags, max_length)
+                                  tags, max_length, features)
                for lang in data.sources}
-    unlabeled = {lang: pipeline.encode(unlabeled_text[lang], lang, ids[lang], words, chars,
-                                       None, config.data.max_chars, max_length)
-                 for lang in data.languages}
+    unlabeled = {lang: pipeline.encode(
+        unlabeled_text[lang], lang, ids[lang], words, chars, None, config.data.max_chars,
+        max_length, features=features(
+            [conll.Sentence(s.tokens[:max_length], None, s.source) for s in unlabeled_text[lang]],
+            f"{lang} unlabeled") if features else None)
+        for lang in data.languages}
     for name, corpora in (("labeled", labeled), ("unlabeled", unlabeled)):
         for lang, corpus in corpora.items():
             if corpus.truncated:
@@ -356,15 +407,19 @@ def encode_data(config, data, words, chars, tags):
 
 
 def encode_split(config, sentences, language, language_id, words, chars, tags,
-                 max_length=None):
+                 max_length=None, features=None):
     """Labeled sentences -> an ``EncodedCorpus`` with tags (tagging) or
-    document labels (classification)."""
+    document labels (classification), and encoder features if ``features``."""
+    values = None
+    if features:
+        cut = [conll.Sentence(s.tokens[:max_length], None, s.source) for s in sentences]
+        values = features(cut, f"{language} {len(sentences)} sentences")
     if _classification(config):
         return pipeline.encode(sentences, language, language_id, words, chars, None,
                                config.data.max_chars, max_length,
-                               labels=[s.label for s in sentences])
+                               labels=[s.label for s in sentences], features=values)
     return pipeline.encode(sentences, language, language_id, words, chars, tags,
-                           config.data.max_chars, max_length)
+                           config.data.max_chars, max_length, features=values)
 
 
 def build_model(config, num_words, num_chars, num_tags, num_sources, word_block_starts=(0,)):
@@ -399,7 +454,10 @@ def build_model(config, num_words, num_chars, num_tags, num_sources, word_block_
         word_block_starts=tuple(word_block_starts),
         # Workdirs written before this field existed trained without it.
         unk_replacement=m.get("unk_replacement", 0.0),
-        predictor_mixture=m.get("predictor_mixture", "probabilities"))
+        predictor_mixture=m.get("predictor_mixture", "probabilities"),
+        use_words=m.get("use_words", True),
+        encoder_dim=ENCODER_DIMS.get(m.get("encoder", ""), 0),
+        encoder_layers=len(m.get("encoder_layers", (0,))))
 
 
 def load_pretrained_embeddings(config, model, words, pretrained=None):

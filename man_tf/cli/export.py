@@ -57,6 +57,12 @@ def export(workdir, export_base, which="best"):
     # Served in float32: a serving CPU may lack bf16, and variables are float32.
     trained = experiment.load_trained(workdir, which, precision="float32")
     config, tags, languages = trained.config, trained.tags, trained.languages
+    if config.model.get("encoder"):
+        # The serving graph would need the encoder and its tokenizer inside
+        # it (the encoder issue, part 5): refused rather than exported without.
+        raise experiment.ConfigError(
+            f"{workdir}: trained with model.encoder={config.model.encoder!r}; exporting "
+            f"encoder-input models is not implemented yet (evaluate with man-tf-evaluate)")
     sources, target, path = trained.sources, trained.target, trained.checkpoint
     model, words, chars = trained.model, trained.words, trained.chars
     common = {"man_tf_version": man_tf.__version__, "languages": languages, "target": target,

@@ -106,7 +106,8 @@ def train(config, workdir):
                      len(data.dev.get(lang, [])), len(data.test.get(lang, [])),
                      len(words.blocks[words.block(lang)]))
     logging.info("tags: %s; characters: %d; word rows: %d", tags.tags, len(chars), words.size)
-    labeled, unlabeled = experiment.encode_data(config, data, words, chars, tags)
+    features = experiment.encoder_features(config, workdir)
+    labeled, unlabeled = experiment.encode_data(config, data, words, chars, tags, features)
     classifying = config.get("task", "tagging") == "classification"
     metric = "acc" if classifying else "f1"  # selection metric: accuracy / entity F1
     # Documents are read up to the training length (as served); sentences whole.
@@ -117,7 +118,7 @@ def train(config, workdir):
         if lang in data.dev:
             corpus = experiment.encode_split(config, data.dev[lang], lang,
                                              data.languages.index(lang), words, chars, tags,
-                                             eval_max_length)
+                                             eval_max_length, features)
             eval_sets[lang] = (data.dev[lang], corpus)
     # The final evaluation's sets too: a tag the sources never show stops the
     # run here, before anything is written.
@@ -126,7 +127,7 @@ def train(config, workdir):
         if data.target in store:
             corpus = experiment.encode_split(config, store[data.target], data.target,
                                              data.languages.index(data.target), words, chars,
-                                             tags, eval_max_length)
+                                             tags, eval_max_length, features)
             final_sets[split] = (store[data.target], corpus)
     if data.target not in eval_sets:
         logging.warning("target %s has no dev file: the last checkpoint is kept as 'best'",
@@ -140,6 +141,9 @@ def train(config, workdir):
                 f"{stream} batches have {rows} rows (batch_size {config.train.batch_size} x "
                 f"{len(languages)} languages), which {replicas} replicas cannot share evenly; "
                 f"choose --config.train.batch_size so that it divides")
+    # Seeded again here: computing encoder features (a cache miss) builds
+    # layers that draw from the global RNG, which must not change the model.
+    tf.keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         model = experiment.build_model(config, words.size, len(chars), len(tags),
                                        len(data.sources), list(words.offsets.values()))

@@ -38,18 +38,22 @@ class EncodedCorpus:
     tags: Optional[np.ndarray]   # [tokens] or None
     truncated: int = 0           # sentences cut to max_length
     labels: Optional[np.ndarray] = None  # [sentences]: document classes, or None
+    # [tokens, layers, dim] float16: frozen encoder features of each token, or None
+    features: Optional[np.ndarray] = None
 
     def __len__(self):
         return len(self.lengths)
 
 
 def encode(sentences, language_name, language_id, words, chars, tags=None,
-           max_chars=20, max_length=None, labels=None):
+           max_chars=20, max_length=None, labels=None, features=None):
     """Turns :class:`Sentence` objects into an :class:`EncodedCorpus`.
 
     ``tags`` (a ``TagVocabulary``) is given for labeled tagging data only; it
     is never read for unlabeled text even when the sentences carry tags.
     ``labels`` (one class id per sentence) is given for labeled documents.
+    ``features`` (``[tokens, layers, dim]``, the tokens of every sentence as
+    cut to ``max_length``, in order) are the encoder's word features.
     """
     lengths, word_ids, char_lengths, char_ids, tag_ids = [], [], [], [], []
     truncated = 0
@@ -74,9 +78,12 @@ def encode(sentences, language_name, language_id, words, chars, tags=None,
                                 f"(tags: {' '.join(tags.tags)}); a model cannot predict or be "
                                 f"scored on it: map it to a trained type or to O") from None
     as_int = lambda x: np.asarray(x, dtype=np.int32)
+    if features is not None and len(features) != sum(lengths):
+        raise ValueError(f"{language_name}: {len(features)} feature rows for {sum(lengths)} "
+                         f"tokens")
     return EncodedCorpus(language_id, as_int(lengths), as_int(word_ids), as_int(char_lengths),
                          as_int(char_ids), as_int(tag_ids) if tags is not None else None,
-                         truncated, as_int(labels) if labels is not None else None)
+                         truncated, as_int(labels) if labels is not None else None, features)
 
 
 class SentenceTable:
@@ -107,6 +114,19 @@ class SentenceTable:
             self.tags = tf.RaggedTensor.from_row_lengths(cat("tags"), lengths)
         if self.has_labels:
             self.labels = tf.constant(cat("labels"))
+        # Encoder features stay in NumPy (they can exceed a graph constant's
+        # 2 GB) and are gathered per batch by a NumPy call in the pipeline.
+        self.has_features = all(c.features is not None for c in corpora)
+        if self.has_features:
+            self.features = np.concatenate([c.features for c in corpora])
+            self.feature_rows = tf.RaggedTensor.from_row_lengths(
+                np.arange(len(self.features), dtype=np.int64), lengths)
+
+    def _gather_features(self, rows):
+        out = np.zeros(rows.shape + self.features.shape[1:], np.float16)
+        real = rows >= 0
+        out[real] = self.features[rows[real]]
+        return out
 
     def batch(self, rows):
         """``rows`` int ``[N]`` -> the batch dict described in the module docstring."""
@@ -118,6 +138,12 @@ class SentenceTable:
             out["tags"] = tf.gather(self.tags, rows).to_tensor()
         if self.has_labels:
             out["label"] = tf.gather(self.labels, rows)
+        if self.has_features:
+            index = tf.gather(self.feature_rows, rows).to_tensor(default_value=-1)
+            features = tf.numpy_function(self._gather_features, [index], tf.float16,
+                                         stateful=False)
+            features.set_shape([None, None, *self.features.shape[1:]])
+            out["encoder_features"] = features
         return out
 
 
@@ -164,7 +190,12 @@ def training_stream(labeled, unlabeled, batch_size, seed, discriminator_steps=1,
                    for i in range(discriminator_steps))}
     if adversarial:
         streams["unlabeled"] = stacked_stream(unlabeled, batch_size, seed + 50021, False, buckets)
-    return tf.data.Dataset.zip(streams).prefetch(tf.data.AUTOTUNE)
+    # Encoder features come from a NumPy gather, a pure function of the row
+    # ids: the iterator's checkpoint need not (and cannot) save its state.
+    options = tf.data.Options()
+    options.experimental_external_state_policy = \
+        tf.data.experimental.ExternalStatePolicy.IGNORE
+    return tf.data.Dataset.zip(streams).with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
 def evaluation_batches(corpus, batch_size=64, labeled=True):

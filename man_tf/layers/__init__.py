@@ -7,7 +7,9 @@ from man_tf.layers.conv_pooling import MaskedConvPooling
 from man_tf.layers.discriminator import LanguageDiscriminator
 from man_tf.layers.gradient_reversal import GradientReversal, reverse_gradient
 from man_tf.layers.mixture_of_experts import MixtureOfExperts
+from man_tf.layers.scalar_mix import ScalarMix
 from man_tf.layers.word_embedding import WordEmbedding
 
 __all__ = ["AttentionPooling", "BiLSTMEncoder", "CharCNN", "GradientReversal", "LanguageDiscriminator",
-           "MaskedConvPooling", "MixtureOfExperts", "WordEmbedding", "reverse_gradient"]
+           "MaskedConvPooling", "MixtureOfExperts", "ScalarMix", "WordEmbedding",
+           "reverse_gradient"]

@@ -11,12 +11,12 @@ import keras
 import tensorflow as tf
 
 from man_tf.layers import (BiLSTMEncoder, CharCNN, GradientReversal, LanguageDiscriminator,
-                           MixtureOfExperts, WordEmbedding)
+                           MixtureOfExperts, ScalarMix, WordEmbedding)
 
 
 def _concat_batches(a, b):
-    """Stacks two batches' ``words``/``chars``/``lengths`` rows, padding to the
-    longer sentence and word."""
+    """Stacks two batches' ``words``/``chars``/``lengths`` (and
+    ``encoder_features``) rows, padding to the longer sentence and word."""
     time = tf.maximum(tf.shape(a["words"])[1], tf.shape(b["words"])[1])
     chars = tf.maximum(tf.shape(a["chars"])[2], tf.shape(b["chars"])[2])
 
@@ -26,12 +26,20 @@ def _concat_batches(a, b):
                 tf.pad(c, [[0, 0], [0, time - tf.shape(c)[1]], [0, chars - tf.shape(c)[2]]]))
 
     (wa, ca), (wb, cb) = pad(a), pad(b)
-    return {"words": tf.concat([wa, wb], 0), "chars": tf.concat([ca, cb], 0),
-            "lengths": tf.concat([a["lengths"], b["lengths"]], 0)}
+    out = {"words": tf.concat([wa, wb], 0), "chars": tf.concat([ca, cb], 0),
+           "lengths": tf.concat([a["lengths"], b["lengths"]], 0)}
+    if "encoder_features" in a:
+        fa, fb = (tf.pad(x["encoder_features"],
+                         [[0, 0], [0, time - tf.shape(x["encoder_features"])[1]], [0, 0], [0, 0]])
+                  for x in (a, b))
+        out["encoder_features"] = tf.concat([fa, fb], 0)
+    return out
 
 
 class ManMoeEncoder(keras.Model):
-    """Inputs: ``{"words": [batch, time], "chars": [batch, time, chars], "lengths": [batch]}``."""
+    """Inputs: ``{"words": [batch, time], "chars": [batch, time, chars], "lengths": [batch]}``,
+    and with a pretrained encoder ``"encoder_features": [batch, time, layers, dim]`` (its
+    word features, mixed over layers by a learned :class:`ScalarMix`)."""
 
     def __init__(self, num_words, num_chars, num_languages, word_dim=300,
                  word_embeddings_trainable=True, use_char_cnn=True, char_embedding_dim=128,
@@ -42,7 +50,8 @@ class ManMoeEncoder(keras.Model):
                  discriminator_filters=200, discriminator_kernel_sizes=(3, 4, 5),
                  discriminator_hidden=200, discriminator_layers=1, discriminator_dropout=0.5,
                  lambd=0.002, word_block_starts=(0,), unk_replacement=0.0,
-                 predictor_mixture="probabilities", **kwargs):
+                 predictor_mixture="probabilities", use_words=True, encoder_dim=0,
+                 encoder_layers=1, **kwargs):
         super().__init__(**kwargs)
         self._encoder_config = dict(
             num_words=num_words, num_chars=num_chars, num_languages=num_languages,
@@ -58,15 +67,25 @@ class ManMoeEncoder(keras.Model):
             discriminator_hidden=discriminator_hidden, discriminator_layers=discriminator_layers,
             discriminator_dropout=discriminator_dropout, lambd=lambd,
             word_block_starts=list(word_block_starts), unk_replacement=unk_replacement,
-            predictor_mixture=predictor_mixture)
+            predictor_mixture=predictor_mixture, use_words=use_words, encoder_dim=encoder_dim,
+            encoder_layers=encoder_layers)
         self.use_char_cnn = use_char_cnn
         self.use_private = use_private
-        self.word_embedding = WordEmbedding(num_words, word_dim,
-                                            trainable=word_embeddings_trainable,
-                                            block_starts=word_block_starts,
-                                            unk_replacement=unk_replacement,
-                                            name="word_embedding")
-        self.input_dim = word_dim
+        self.use_words = bool(use_words)
+        self.encoder_dim = int(encoder_dim)
+        self.encoder_layers = int(encoder_layers)
+        if not (self.use_words or use_char_cnn or self.encoder_dim):
+            raise ValueError("no input: enable word vectors, the char-CNN or an encoder")
+        if self.use_words:
+            self.word_embedding = WordEmbedding(num_words, word_dim,
+                                                trainable=word_embeddings_trainable,
+                                                block_starts=word_block_starts,
+                                                unk_replacement=unk_replacement,
+                                                name="word_embedding")
+        self.input_dim = word_dim if self.use_words else 0
+        if self.encoder_dim:
+            self.encoder_mix = ScalarMix(self.encoder_layers, name="encoder_mix")
+            self.input_dim += self.encoder_dim
         if use_char_cnn:
             self.char_cnn = CharCNN(num_chars, char_embedding_dim, char_filters,
                                     char_kernel_sizes, char_output_dim, dropout,
@@ -116,9 +135,14 @@ class ManMoeEncoder(keras.Model):
         """-> (embeddings ``[batch, time, input_dim]``, mask ``[batch, time]`` bool)."""
         words = inputs["words"]
         mask = tf.sequence_mask(inputs["lengths"], tf.shape(words)[1])
-        x = self.word_embedding(words, training=training)
+        parts = []
+        if self.use_words:
+            parts.append(self.word_embedding(words, training=training))
+        if self.encoder_dim:
+            parts.append(self.encoder_mix(inputs["encoder_features"]))
         if self.use_char_cnn:
-            x = tf.concat([x, self.char_cnn(inputs["chars"], mask, training=training)], axis=-1)
+            parts.append(self.char_cnn(inputs["chars"], mask, training=training))
+        x = tf.concat(parts, axis=-1) if len(parts) > 1 else parts[0]
         return x, mask
 
     def call(self, inputs, training=False):
@@ -175,6 +199,9 @@ class ManMoeEncoder(keras.Model):
         by calling each part on a tiny dummy batch."""
         dummy = {"words": tf.zeros([1, 5], tf.int32), "chars": tf.ones([1, 5, 5], tf.int32),
                  "lengths": tf.constant([5], tf.int32)}
+        if self.encoder_dim:
+            dummy["encoder_features"] = tf.zeros([1, 5, self.encoder_layers, self.encoder_dim],
+                                                 tf.float16)
         outputs = self(dummy, training=False)
         features, _ = self.shared_features(dummy)
         self.discriminate(features, dummy["lengths"])

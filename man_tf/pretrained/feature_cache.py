@@ -40,7 +40,7 @@ def extract(features, sentences, batch_words=2048, log_every_s=10.0, name="featu
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     out = np.zeros([int(offsets[-1]), len(features.layers), features.hidden], np.float16)
     order = np.argsort(lengths, kind="stable")
-    run = tf.function(features.__call__, reduce_retracing=True)
+    run = features.compiled
     start = last_log = time.time()
     done_words = i = 0
     while i < len(order):

@@ -33,6 +33,9 @@ class WordFeatures(tf.Module):
         self.normalize = NormalizerTable(weights)
         self.bos, self.eos, self.pad = weights.bos_id, weights.eos_id, weights.pad_id
         self.meta_id = weights.pieces.index(META)
+        # One graph for every batch shape.
+        self.compiled = tf.function(self.__call__, input_signature=[tf.RaggedTensorSpec(
+            [None, None], tf.string, ragged_rank=1, row_splits_dtype=tf.int64)])
 
     def pieces(self, words):
         """ragged words ``[batch, (words)]`` -> ragged piece ids ``[words_total, (pieces)]``;
