@@ -31,6 +31,10 @@ VARIANTS = {
     "no_private_moe": (["--config.model.use_private=False"], "MAN-MoE without F_p"),
 }
 PAPER = {"de": 56.00, "es": 73.50, "nl": 72.40}
+# The model/data defaults a run used: bump when a default changes, so the
+# table marks cells run under older defaults.
+DEFAULTS = "issue-12"  # unit-norm char vectors, <unk> trained, de chars lowercased
+OLD_MARK = "†"
 
 
 def run(variant, target, steps, workroot, extra, label=None):
@@ -69,13 +73,23 @@ def table(data):
              "|---|---|---|---|---|---|---|"]
     rows = [("MAN-MoE (this run)", data["targets"])]
     rows += [(name, results) for name, results in data["baselines"].items()]
+    old_cells = False
     for name, results in rows:
         cells = []
         for target in ("de", "es", "nl"):
             r = results.get(target)
-            cells += [f"{r['dev_f1']:.2f}", f"{r['test_f1']:.2f}"] if r else ["—", "—"]
+            mark = "" if not r or r.get("defaults") == DEFAULTS else OLD_MARK
+            old_cells = old_cells or bool(mark)
+            cells += [f"{r['dev_f1']:.2f}{mark}", f"{r['test_f1']:.2f}{mark}"] if r else \
+                ["—", "—"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("| paper, MAN-MoE + UMWE embeddings | | 56.00 | | 73.50 | | 72.40 |")
+    if old_cells:
+        lines += ["", f"{OLD_MARK} run under the defaults before issue 12 (commit 0fe476d: "
+                  "character vectors N(0,1), <unk> never trained, de characters cased); the "
+                  f"other cells use the current defaults ({DEFAULTS}: unit-norm character "
+                  "vectors, 5% of training tokens read as <unk>, de characters lowercased). "
+                  "Not yet rerun: the table mixes the two."]
     base = data["baselines"].get("concat_bilstm", {})
     if any(t in base for t in data["targets"]):
         cells = []
@@ -206,7 +220,7 @@ def main():
             entry = {"dev_f1": result["dev_f1"], "test_f1": result["test_f1"],
                      "steps": result["steps"], "best_step": result["best_step"],
                      "expert_weights": result.get("test_expert_weights", {}),
-                     "run_command": this_command}
+                     "run_command": this_command, "defaults": DEFAULTS}
             with common.locked_results("conll_3to1.json", empty) as data:
                 if data.get("config", {}).get("steps") not in (None, args.steps):
                     data.clear()  # a new budget starts a new table
