@@ -16,13 +16,14 @@ CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
 
 # Fields a resumed run may change: how long, how often to log, evaluate and
-# save, and how to run (devices, precision, compilation). Everything else
+# save, how to run (devices, precision, compilation), and where the encoder
+# feature cache lies (its files are named by their content). Everything else
 # (data, languages, vocabulary and model settings, optimisation) must match.
 RESUMABLE_CHANGES = (
     "train.steps", "train.log_every", "train.eval_every", "train.eval_source_dev",
     "train.checkpoint_every", "train.keep_checkpoints", "train.eval_batch_size",
     "train.profile_steps", "train.strategy", "train.num_cpu_devices", "train.precision",
-    "train.jit_compile", "train.deterministic")
+    "train.jit_compile", "train.deterministic", "data.feature_cache")
 
 
 class WorkdirMismatch(ValueError):
