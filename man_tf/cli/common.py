@@ -94,23 +94,14 @@ def help_text(doc, flag_names, argv, config_flag=False):
 
         given = _config_file_from_argv(argv)
         path = given or "configs/conll_ner.py"
-        name, _, arg = path.partition(":")
         try:
-            config = load_config_file(name) if not arg else _load_with_arg(name, arg)
+            config = load_config_file(path)
             lines += ["", f"Config fields of {path} (override with --config.FIELD=VALUE):"]
             lines += [f"  {field} = {value!r}" for field, value in _flatten(config)]
         except Exception as e:  # noqa: BLE001  -- help must not fail on a broken config
             lines += ["", f"(config fields of {path} not shown: {e})"]
     return "\n".join(lines)
 
-
-def _load_with_arg(path, arg):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("help_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
 
 
 def _required(flag_names):
@@ -125,10 +116,8 @@ def _closest_field(field, argv):
 
     from man_tf.config_files import load_config_file
 
-    path = _config_file_from_argv(argv) or ""
-    name, _, arg = path.partition(":")
     try:
-        config = _load_with_arg(name, arg) if arg else load_config_file(name)
+        config = load_config_file(_config_file_from_argv(argv) or "")
     except Exception:  # noqa: BLE001
         return ""
     fields = [f for f, _ in _flatten(config)]

@@ -460,21 +460,10 @@ def build_model(config, num_words, num_chars, num_tags, num_sources, word_block_
         encoder_layers=len(m.get("encoder_layers", (0,))))
 
 
-def load_pretrained_embeddings(config, model, words, pretrained=None):
-    """Fills each language's word rows from its ``.vec`` file (``pretrained``
-    from :func:`read_pretrained_vectors`, read here if not given); returns
+def load_pretrained_embeddings(config, model, words, pretrained):
+    """Fills each language's word rows from its ``.vec`` vectors
+    (``pretrained`` from :func:`read_pretrained_vectors`); returns
     ``{language: fraction of its vocabulary covered}``."""
-    if pretrained is None:
-        pretrained = {}
-        for lang, path in config.data.embeddings.items():
-            if path:
-                block = words.block(lang)
-                if block not in words.blocks:
-                    raise ConfigError(f"embeddings given for {lang!r}, which is not a "
-                                      f"training language ({sorted(words.blocks)})")
-                pretrained[lang] = embeddings.read_vec(
-                    path, needed=set(words.blocks[block].tokens[2:]), dim=config.model.word_dim,
-                    max_words=config.data.embeddings_max_words or None)
     coverage = {}
     for lang, found in pretrained.items():
         path = config.data.embeddings[lang]
