@@ -342,23 +342,26 @@ def encoder_features(config, workdir):
     except e5_file.WeightsFileError as e:
         raise ConfigError(str(e)) from None
     layers = tuple(int(layer) for layer in config.model.encoder_layers)
-    if not layers or min(layers) < 0 or max(layers) > weights.layers:
+    if not layers or min(layers) < 0 or max(layers) > weights.layers or \
+            len(set(layers)) < len(layers):
         raise ConfigError(f"model.encoder_layers={layers}: expected layers in "
-                          f"[0, {weights.layers}]")
+                          f"[0, {weights.layers}], each once")
     proto = sentencepiece_model.model_proto(weights)
     directory = config.data.get("feature_cache") or os.path.join(workdir, "features")
     extractor = []  # built on the first cache miss (loading takes seconds)
 
     def features(sentences, label):
         tokens = [list(s.tokens) for s in sentences]
-        key = feature_cache.cache_key(e5_file.WEIGHTS_SHA256, proto, layers, tokens)
+        digest = feature_cache.sentences_digest(tokens)
+        keys = {layer: feature_cache.cache_key(e5_file.WEIGHTS_SHA256, proto, layer, digest)
+                for layer in layers}
 
-        def compute():
-            if not extractor:
-                extractor.append(WordFeatures(weights, layers))
+        def compute(missing):
+            if not extractor or extractor[0].layers != tuple(missing):
+                extractor[:] = [WordFeatures(weights, missing)]
             return feature_cache.extract(extractor[0], tokens, name=f"{label} encoder features")
 
-        return feature_cache.cached_features(directory, key, compute)
+        return feature_cache.cached_features(directory, keys, compute)
 
     return features
 

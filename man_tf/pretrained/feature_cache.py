@@ -1,11 +1,13 @@
 """Encoder word features computed once per sentence and kept on disk.
 
 A frozen encoder's features depend only on the sentence, so training reads
-them from a cache instead of running 12 transformer layers every step. The
-cache is one ``.npy`` file of float16 ``[words, layers, hidden]`` per
-(weights, tokenizer, layers, sentences) combination, named by a SHA-256 over
-all four, written to a temporary name and renamed (a crash never leaves a
-half-written cache), and read memory-mapped.
+them from a cache instead of running the transformer every step. The cache
+holds one ``.npy`` file of float16 ``[words, hidden]`` per (weights,
+tokenizer, layer, sentences) combination, named by a SHA-256 over all four,
+written to a temporary name and renamed (a crash never leaves a
+half-written cache), and read memory-mapped. One file per layer: runs that
+ask for other layers (or a mix of several) reuse the layers already there,
+and the layers missing are extracted together in one pass.
 """
 
 import hashlib
@@ -16,67 +18,100 @@ import numpy as np
 from absl import logging
 
 
-def cache_key(weights_sha256, tokenizer_proto, layers, sentences):
-    """SHA-256 naming a cache: the weights file, the tokenizer, the layers
-    and every token of every sentence (in order)."""
+def sentences_digest(sentences):
+    """SHA-256 (bytes) over every token of every sentence, in order."""
     digest = hashlib.sha256()
-    digest.update(weights_sha256.encode())
-    digest.update(hashlib.sha256(tokenizer_proto).digest())
-    digest.update(repr(tuple(layers)).encode())
     for sentence in sentences:
         digest.update("\x1e".join(sentence).encode("utf-8"))
         digest.update(b"\x1d")
+    return digest.digest()
+
+
+def cache_key(weights_sha256, tokenizer_proto, layer, sentences_sha256):
+    """SHA-256 naming one layer's cache file: the weights file, the
+    tokenizer, the layer and the sentences (:func:`sentences_digest`)."""
+    digest = hashlib.sha256()
+    digest.update(weights_sha256.encode())
+    digest.update(hashlib.sha256(tokenizer_proto).digest())
+    digest.update(f"layer {int(layer)}".encode())
+    digest.update(sentences_sha256)
     return digest.hexdigest()
 
 
-def extract(features, sentences, batch_words=2048, log_every_s=10.0, name="features"):
+def _batches(order, cost, budget):
+    """Consecutive runs of ``order`` whose summed padded cost
+    (``len(run) * max(cost)``) stays within ``budget`` (at least one each)."""
+    i = 0
+    while i < len(order):
+        j, longest = i + 1, cost[order[i]]
+        while j < len(order) and (j + 1 - i) * max(longest, cost[order[j]]) <= budget:
+            longest = max(longest, cost[order[j]])
+            j += 1
+        yield order[i:j]
+        i = j
+
+
+def extract(features, sentences, batch_pieces=1024, log_every_s=10.0, name="features"):
     """Runs ``features`` (a :class:`WordFeatures`) over ``sentences`` (token
-    lists) in length-sorted batches of about ``batch_words`` words; returns
-    float16 ``[total words, layers, hidden]`` in sentence order, and logs a
-    progress line with the rate and ETA every ``log_every_s`` seconds."""
+    lists) in batches of sentences with similar piece counts (about
+    ``batch_pieces`` pieces with padding); returns float16
+    ``[total words, layers, hidden]`` in sentence order, and logs a progress
+    line with the rate and ETA every ``log_every_s`` seconds."""
     import tensorflow as tf
 
     lengths = np.array([len(s) for s in sentences], np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     out = np.zeros([int(offsets[-1]), len(features.layers), features.hidden], np.float16)
-    order = np.argsort(lengths, kind="stable")
+    ragged = lambda rows: tf.RaggedTensor.from_row_lengths(
+        tf.constant([t for s in rows for t in s], tf.string),
+        tf.constant([len(s) for s in rows], tf.int64))
+    # Piece counts first (tokenizing is cheap next to the encoder), so that a
+    # batch pads to its own longest sentence in pieces, not in words.
+    pieces = np.zeros(len(sentences), np.int64)
+    for at in range(0, len(sentences), 4096):
+        chunk = sentences[at:at + 4096]
+        per_word = features.pieces(ragged(chunk)).row_lengths().numpy()
+        owner = np.repeat(np.arange(len(chunk)), lengths[at:at + len(chunk)])
+        pieces[at:at + len(chunk)] = np.bincount(owner, per_word, len(chunk))
+    cost = np.minimum(pieces, features.window) + 2
+    order = np.argsort(pieces, kind="stable")
     run = features.compiled
     start = last_log = time.time()
-    done_words = i = 0
-    while i < len(order):
-        batch = [order[i]]
-        words = max(int(lengths[order[i]]), 1)
-        i += 1
-        while i < len(order) and words + max(int(lengths[order[i]]), 1) <= batch_words:
-            batch.append(order[i])
-            words += max(int(lengths[order[i]]), 1)
-            i += 1
-        tokens = tf.ragged.constant([list(sentences[j]) for j in batch], dtype=tf.string,
-                                    row_splits_dtype=tf.int64)
-        values = run(tokens).numpy()
+    done_words = done_pieces = 0
+    for batch in _batches(order, cost, batch_pieces):
+        values = run(ragged([sentences[j] for j in batch])).numpy()
         for row, j in enumerate(batch):
             n = int(lengths[j])
             out[offsets[j]:offsets[j] + n] = values[row, :n]
-        done_words += sum(int(lengths[j]) for j in batch)
+        done_words += int(lengths[batch].sum())
+        done_pieces += int(pieces[batch].sum())
         now = time.time()
-        if now - last_log >= log_every_s or i == len(order):
-            rate = done_words / max(now - start, 1e-9)
-            eta = (offsets[-1] - done_words) / max(rate, 1e-9)
-            logging.info("%s: %d/%d words  %.0f words/s  eta %dm%02ds", name, done_words,
+        if now - last_log >= log_every_s or done_words == offsets[-1]:
+            rate = done_pieces / max(now - start, 1e-9)
+            eta = (pieces.sum() - done_pieces) / max(rate, 1e-9)
+            logging.info("%s: %d/%d words  %.0f pieces/s  eta %dm%02ds", name, done_words,
                          offsets[-1], rate, eta // 60, eta % 60)
             last_log = now
     return out
 
 
-def cached_features(directory, key, compute):
-    """The cache file ``<directory>/<key>.npy`` memory-mapped; computed with
-    ``compute()`` and written atomically when absent."""
-    path = os.path.join(directory, f"{key}.npy")
-    if not os.path.exists(path):
+def cached_features(directory, keys, compute):
+    """Features ``[words, len(keys), hidden]`` float16 for ``keys`` (layer ->
+    :func:`cache_key`), from ``<directory>/<key>.npy``; the layers whose file
+    is absent are computed with ``compute(layers)`` (-> ``[words,
+    len(layers), hidden]``) and written atomically. One layer comes back as
+    a memory-mapped view, several as one array in memory."""
+    paths = {layer: os.path.join(directory, f"{key}.npy") for layer, key in keys.items()}
+    missing = [layer for layer, path in paths.items() if not os.path.exists(path)]
+    if missing:
         os.makedirs(directory, exist_ok=True)
-        values = compute()
-        tmp = f"{path}.tmp-{os.getpid()}.npy"
-        np.save(tmp, values)
-        os.replace(tmp, path)
-        logging.info("wrote feature cache %s (%.1f MB)", path, os.path.getsize(path) / 2**20)
-    return np.load(path, mmap_mode="r")
+        values = compute(missing)
+        for i, layer in enumerate(missing):
+            path = paths[layer]
+            tmp = f"{path}.tmp-{os.getpid()}.npy"
+            np.save(tmp, np.ascontiguousarray(values[:, i]))
+            os.replace(tmp, path)
+            logging.info("wrote feature cache %s (layer %d, %.1f MB)", path, layer,
+                         os.path.getsize(path) / 2**20)
+    maps = [np.load(paths[layer], mmap_mode="r") for layer in keys]
+    return maps[0][:, None, :] if len(maps) == 1 else np.stack(maps, axis=1)

@@ -235,20 +235,32 @@ def test_cached_features_equal_features_computed_in_the_graph(e5, word_features,
     sentences = [list(s.tokens) for s in
                  conll.read_conll(conll_file("esp.testa"), labeled=False)[:40]]
     proto = model_proto(weights)
-    key = feature_cache.cache_key(e5_file.WEIGHTS_SHA256, proto, word_features.layers, sentences)
-    assert key != feature_cache.cache_key(e5_file.WEIGHTS_SHA256, proto, (8,), sentences)
-    assert key != feature_cache.cache_key(e5_file.WEIGHTS_SHA256, proto, word_features.layers,
-                                          sentences[:-1])
+    digest = feature_cache.sentences_digest(sentences)
+    keys = {layer: feature_cache.cache_key(e5_file.WEIGHTS_SHA256, proto, layer, digest)
+            for layer in word_features.layers}
+    assert len(set(keys.values())) == len(keys)
+    assert keys[7] != feature_cache.cache_key(e5_file.WEIGHTS_SHA256, proto, 7,
+                                              feature_cache.sentences_digest(sentences[:-1]))
+    assert keys[7] != feature_cache.cache_key(e5_file.WEIGHTS_SHA256, proto + b"x", 7, digest)
     calls = []
 
-    def compute():
-        calls.append(1)
-        return feature_cache.extract(word_features, sentences, batch_words=200)
+    def compute(missing):
+        calls.append(tuple(missing))
+        # Features for just the missing layers, from the 3-layer extractor.
+        full = feature_cache.extract(word_features, sentences, batch_pieces=300)
+        return full[:, [word_features.layers.index(layer) for layer in missing]]
 
-    cached = feature_cache.cached_features(str(tmp_path), key, compute)
-    again = feature_cache.cached_features(str(tmp_path), key, compute)
-    assert len(calls) == 1 and os.listdir(tmp_path) == [f"{key}.npy"]
-    assert cached.dtype == np.float16 and isinstance(again, np.memmap)
+    # Layer 7 alone first: one file, a memory-mapped view.
+    seven = feature_cache.cached_features(str(tmp_path), {7: keys[7]}, compute)
+    assert calls == [(7,)] and os.listdir(tmp_path) == [f"{keys[7]}.npy"]
+    assert seven.shape[1] == 1 and isinstance(seven.base, np.memmap)
+    # All three: only the two missing layers are computed; then nothing.
+    cached = feature_cache.cached_features(str(tmp_path), keys, compute)
+    again = feature_cache.cached_features(str(tmp_path), keys, compute)
+    assert calls == [(7,), (0, 8)]
+    assert sorted(os.listdir(tmp_path)) == sorted(f"{k}.npy" for k in keys.values())
+    assert cached.dtype == np.float16 and again.shape == (len(again), 3, weights.hidden)
+    np.testing.assert_array_equal(again[:, 1], seven[:, 0])
     direct = word_features(tf.ragged.constant(sentences, dtype=tf.string)).numpy()
     at = 0
     for row, sentence in enumerate(sentences):
