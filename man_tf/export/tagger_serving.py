@@ -24,12 +24,14 @@ from man_tf.export.text_encoder import TextEncoder
 class TaggerServing:
     """Serving functions around a trained ``ManMoeTagger``."""
 
-    def __init__(self, model, words, chars, tags, languages, max_chars, tokenizer="conll"):
+    def __init__(self, model, words, chars, tags, languages, max_chars, tokenizer="conll",
+                 features=None):
         self.model = model
         # Raw text is cut as the CoNLL training files are (U.S., EU-Kommission
         # whole; punctuation split off), not at every change of script
         # ("unicode_script", kept for comparison: benchmarks/serving_tokens.py).
-        self.encoder = TextEncoder(words, chars, languages, max_chars, tokenizer=tokenizer)
+        self.encoder = TextEncoder(words, chars, languages, max_chars, tokenizer=tokenizer,
+                                   features=features)
         self.tag_strings = tf.constant(tags.tags)
 
     def resources(self):

@@ -9,7 +9,10 @@ training: lowercased (``tf.strings.lower``, UTF-8) when the vocabulary is,
 in the language's own block of rows (or the shared block), unknown words to
 that language's ``<unk>``, unknown characters to the character ``<unk>``. An
 unknown language code fails the request with an ``InvalidArgumentError``
-naming the trained codes.
+naming the trained codes. A model trained on a pretrained encoder's word
+features gets them computed in the graph from the same tokens
+(:class:`man_tf.pretrained.word_features.WordFeatures`: TF Text's
+SentencePiece tokenizer + the encoder's layers, core TF ops).
 """
 
 import tensorflow as tf
@@ -31,7 +34,7 @@ class TextEncoder:
     """Lookup tables built from the training vocabularies, and the encoding."""
 
     def __init__(self, words, chars, languages, max_chars, max_length=None,
-                 tokenizer="unicode_script"):
+                 tokenizer="unicode_script", features=None):
         self.languages = list(languages)
         self.max_chars = int(max_chars)
         self.max_length = int(max_length) if max_length else None
@@ -46,6 +49,7 @@ class TextEncoder:
         self.language_table = _table(self.languages, list(range(len(self.languages))), -1)
         self.unknown_rows = tf.constant([words.unk_id(lang) for lang in self.languages], tf.int64)
         self.char_table = _table(chars.tokens, list(range(len(chars.tokens))), UNK_ID)
+        self.features = features  # a WordFeatures, for encoder-input models
         if tokenizer == "unicode_script":
             self._split = tf_text.UnicodeScriptTokenizer().tokenize
         elif tokenizer == "conll":
@@ -54,8 +58,13 @@ class TextEncoder:
             raise ValueError(f"tokenizer must be 'unicode_script' or 'conll', got {tokenizer!r}")
 
     def resources(self):
-        """The tables an export must track."""
-        return [self.word_table, self.language_table, self.char_table]
+        """The tables (and encoder) an export must track."""
+        tracked = [self.word_table, self.language_table, self.char_table]
+        if self.features is not None:
+            # Not the encoder layer: the variables the endpoints read are
+            # saved anyway, and tracking the layer too saves them twice.
+            tracked += [self.features.tokenizer, self.features.normalize.table]
+        return tracked
 
     def tokenize(self, text):
         """string ``[batch]`` -> ragged tokens ``[batch, (time)]`` (cut to ``max_length``)."""
@@ -92,5 +101,11 @@ class TextEncoder:
         char_ids = tokens.with_flat_values(char_ids).to_tensor()
         char_ids = tf.pad(char_ids, [[0, 0], [0, time - tf.shape(char_ids)[1]],
                                      [0, tf.maximum(1 - tf.shape(char_ids)[2], 0)]])
-        return {"words": tf.cast(words, tf.int32), "chars": tf.cast(char_ids, tf.int32),
-                "lengths": lengths}
+        out = {"words": tf.cast(words, tf.int32), "chars": tf.cast(char_ids, tf.int32),
+               "lengths": lengths}
+        if self.features is not None:
+            # Rounded to float16 as training read them from its cache.
+            features = tf.cast(tf.cast(self.features(tokens), tf.float16), tf.float32)
+            out["encoder_features"] = tf.pad(
+                features, [[0, 0], [0, time - tf.shape(features)[1]], [0, 0], [0, 0]])
+        return out

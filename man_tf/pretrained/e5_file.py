@@ -81,6 +81,15 @@ class E5Weights:
             raise WeightsFileError(self.path, f"tensor {name!r} has unknown dtype {dtype}")
         return values.reshape(shape) if shape is not None else values
 
+    def raw_q4_0(self, name):
+        """A Q4_0 tensor's blocks as stored: ``uint8 [blocks, 18]``."""
+        if name not in self.directory:
+            raise WeightsFileError(self.path, f"no tensor {name!r}")
+        dtype, count, offset, size = self.directory[name]
+        if dtype != Q4_0:
+            raise WeightsFileError(self.path, f"tensor {name!r} is not Q4_0 (dtype {dtype})")
+        return np.asarray(self._data[offset:offset + size]).reshape(-1, _Q4_BLOCK_BYTES)
+
 
 def dequantize_q4_0(raw, count):
     """Q4_0 blocks (bytes) -> float32 ``[count]``."""

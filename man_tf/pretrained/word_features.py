@@ -19,16 +19,20 @@ from man_tf.pretrained.sentencepiece_model import META, NormalizerTable, model_p
 
 class WordFeatures(tf.Module):
     """words (string ``[batch, (words)]`` ragged) -> float32
-    ``[batch, max_words, len(layers), hidden]`` (zeros past each sentence)."""
+    ``[batch, max_words, len(layers), hidden]`` (zeros past each sentence).
+    ``quantized_embeddings``: keep the piece embedding table in Q4_0 (for a
+    SavedModel's size; same values)."""
 
-    def __init__(self, weights, layers=(7,), window=None, name="word_features"):
+    def __init__(self, weights, layers=(7,), window=None, quantized_embeddings=False,
+                 name="word_features"):
         super().__init__(name=name)
         self.layers = tuple(int(layer) for layer in layers)
         if not self.layers or min(self.layers) < 0 or max(self.layers) > weights.layers:
             raise ValueError(f"layers must be in [0, {weights.layers}], got {layers}")
         self.hidden = weights.hidden
         self.window = int(window or weights.max_positions - 2)
-        self.encoder = e5_encoder(weights, num_layers=max(self.layers))
+        self.encoder = e5_encoder(weights, num_layers=max(self.layers),
+                                  quantized_embeddings=quantized_embeddings)
         self.tokenizer = tf_text.SentencepieceTokenizer(model=model_proto(weights))
         self.normalize = NormalizerTable(weights)
         self.bos, self.eos, self.pad = weights.bos_id, weights.eos_id, weights.pad_id

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.helpers import ROOT
+from man_tf.data import conll
+from tests.helpers import CLEAN_PROCESS_PREAMBLE, ROOT
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 
@@ -35,7 +36,8 @@ def trained(tmp_path_factory):
 def test_features_are_cached_and_the_encoder_is_not_trained(trained):
     caches = os.listdir(os.path.join(trained, "features"))
     # en/es/nl/de training text (labeled and unlabeled share one file), de dev, de test.
-    assert len(caches) == 6 and all(name.endswith(".npy") for name in caches)
+    # One file per layer: 6 x (6, 7, 8).
+    assert len(caches) == 18 and all(name.endswith(".npy") for name in caches)
     names = tf.train.load_checkpoint(os.path.join(trained, "checkpoints")) \
         .get_variable_to_shape_map()
     model = [n for n in names if n.startswith("model/")]
@@ -47,18 +49,97 @@ def test_features_are_cached_and_the_encoder_is_not_trained(trained):
     assert logits.shape == (3,) and np.abs(logits).max() > 0  # trained from zeros
 
 
-def test_evaluate_reproduces_the_training_score_and_export_refuses(trained):
+@pytest.fixture(scope="module")
+def exported(trained):
+    done = subprocess.run([sys.executable, "-m", "man_tf.cli.export", f"--workdir={trained}",
+                           f"--export_base={trained}/exported"], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return os.path.join(trained, "exported", "1")
+
+
+CLEAN_PROCESS = CLEAN_PROCESS_PREAMBLE + r"""
+model_dir, tokens_json, language = sys.argv[1:4]
+loaded = tf.saved_model.load(model_dir)
+tokens = json.loads(tokens_json)
+width = max(len(t) for t in tokens)
+out = loaded.signatures["tag_tokens"](
+    tokens=tf.constant([t + [""] * (width - len(t)) for t in tokens]),
+    lengths=tf.constant([len(t) for t in tokens], tf.int32),
+    language=tf.constant([language] * len(tokens)))
+raw = loaded.signatures["serving_default"](text=tf.constant(["", "Angela Weber besuchte Berlin ."]),
+                                           language=tf.constant([language] * 2))
+assert not [m for m in sys.modules if m.startswith("man_tf")]
+print(json.dumps({"tags": [[t.decode() for t in row[:n]] for row, n in
+                           zip(out["tags"].numpy(), out["lengths"].numpy())],
+                  "raw_lengths": raw["lengths"].numpy().tolist(),
+                  "raw_tags": [t.decode() for t in raw["tags"].numpy()[1]]}))
+"""
+
+
+def test_export_holds_the_encoder_and_serves_the_evaluated_tags(trained, exported):
     results = json.load(open(os.path.join(trained, "results.json"), encoding="utf-8"))
     from man_tf.cli.evaluate import evaluate
 
-    scores, _ = evaluate(trained, "test")
+    scores, output = evaluate(trained, "test")
     assert scores.primary == pytest.approx(results["test_f1"])
-    done = subprocess.run([sys.executable, "-m", "man_tf.cli.export", f"--workdir={trained}",
-                           f"--export_base={trained}/exported"], cwd=ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 2
-    assert "exporting encoder-input models is not implemented yet" in done.stderr
-    assert not os.path.exists(os.path.join(trained, "exported"))
+    sentences = conll.read_conll(output + ".conll")  # token, gold, predicted
+    expected = [[line.split()[-1] for line in block.strip().splitlines()]
+                for block in open(output + ".conll", encoding="utf-8").read().split("\n\n")
+                if block.strip()]
+    tokens = [list(s.tokens) for s in sentences]
+    assert len(expected) == len(tokens) >= 5
+    # A fresh process with tensorflow + tensorflow_text only: the graph holds
+    # the SentencePiece tokenizer and the encoder's layers.
+    done = subprocess.run([sys.executable, "-c", CLEAN_PROCESS, exported, json.dumps(tokens),
+                           "de"], capture_output=True, text=True, env=ENV, cwd="/", timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    served = json.loads(done.stdout.strip().splitlines()[-1])
+    assert served["tags"] == expected
+    assert served["raw_lengths"] == [0, 5] and len(served["raw_tags"]) >= 5
+    # Size: the piece table in Q4_0 (54 MB) + layers 1-8 in float32 (57 MB),
+    # against 384 MB for the table alone in float32.
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(exported)
+               for f in files)
+    assert 100 * 2**20 < size < 140 * 2**20, size
+    meta = json.load(open(os.path.join(exported, "assets.extra", "man_tf.json"),
+                          encoding="utf-8"))
+    assert meta["encoder"]["layers"] == [6, 7, 8] and meta["encoder"]["piece_embeddings"] == "Q4_0"
+
+
+OPS_PROCESS = r"""
+import sys
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.python.framework import op_def_registry
+saved = saved_model_pb2.SavedModel()
+saved.ParseFromString(open(sys.argv[1] + "/saved_model.pb", "rb").read())
+graph = saved.meta_graphs[0].graph_def
+ops = {n.op for n in graph.node}
+for function in graph.library.function:
+    ops |= {n.op for n in function.node_def}
+ops -= {f.signature.name for f in graph.library.function}  # calls of library functions
+core = {op for op in ops if op_def_registry.get(op) is not None}
+import tensorflow_text  # noqa: F401  (registers TF Text's kernels)
+text_ops = {op for op in ops - core if op_def_registry.get(op) is not None}
+print(sorted(ops - core - text_ops))
+print(sorted(text_ops))
+print(sorted(core))
+"""
+
+
+def test_serving_graph_uses_only_ops_tf_serving_links(exported):
+    # The stock tensorflow_model_server links core TF's kernels and TF Text's
+    # ops library; nothing Python-side (py_function, numpy_function) and no
+    # keras-hub op may be in the graph.
+    done = subprocess.run([sys.executable, "-c", OPS_PROCESS, exported], capture_output=True,
+                          text=True, env=ENV, cwd="/", timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    unknown, text_ops, core = [eval(line) for line in done.stdout.strip().splitlines()[-3:]]
+    assert unknown == []
+    assert text_ops and all(op.startswith("Sentencepiece") for op in text_ops), text_ops
+    assert not {"PyFunc", "PyFuncStateless", "EagerPyFunc"} & set(core)
+    assert {"BitwiseAnd", "RightShift", "BatchMatMulV2"} <= set(core)  # Q4_0 rows, attention
 
 
 def test_resume_with_encoder_features_ends_like_an_uninterrupted_run(trained, tmp_path):
