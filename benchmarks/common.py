@@ -16,11 +16,11 @@ RESULTS = os.path.join(ROOT, "benchmarks", "results")
 CONLL_DATA = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "conll"))
 
 
-def conll_config():
-    """``configs/conll_ner.py``'s config, with the real data's absolute path."""
+def conll_config(inputs="words"):
+    """``configs/conll_ner.py:<inputs>``'s config, with the real data's absolute path."""
     from man_tf.config_files import load_config_file
 
-    config = load_config_file("conll_ner")
+    config = load_config_file(f"conll_ner:{inputs}")
     config.data.root = CONLL_DATA
     return config
 

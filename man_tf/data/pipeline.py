@@ -115,17 +115,30 @@ class SentenceTable:
         if self.has_labels:
             self.labels = tf.constant(cat("labels"))
         # Encoder features stay in NumPy (they can exceed a graph constant's
-        # 2 GB) and are gathered per batch by a NumPy call in the pipeline.
+        # 2 GB), each corpus's own (memory-mapped) array, not concatenated:
+        # a language's labeled and unlabeled corpora read one cache file, and
+        # a copy of every corpus would hold gigabytes with several layers.
+        # Gathered per batch by a NumPy call in the pipeline.
         self.has_features = all(c.features is not None for c in corpora)
         if self.has_features:
-            self.features = np.concatenate([c.features for c in corpora])
+            self.feature_parts = [c.features for c in corpora]
+            self.feature_shape = tuple(corpora[0].features.shape[1:])
+            self.feature_starts = np.cumsum([0] + [len(f) for f in self.feature_parts])
             self.feature_rows = tf.RaggedTensor.from_row_lengths(
-                np.arange(len(self.features), dtype=np.int64), lengths)
+                np.arange(self.feature_starts[-1], dtype=np.int64), lengths)
 
     def _gather_features(self, rows):
-        out = np.zeros(rows.shape + self.features.shape[1:], np.float16)
-        real = rows >= 0
-        out[real] = self.features[rows[real]]
+        out = np.zeros(rows.shape + self.feature_shape, np.float16)
+        real = np.flatnonzero(rows.reshape(-1) >= 0)
+        flat_rows = rows.reshape(-1)[real]
+        part = np.searchsorted(self.feature_starts, flat_rows, side="right") - 1
+        flat_out = out.reshape(-1, *self.feature_shape)
+        for p in np.unique(part):
+            chosen = part == p
+            local = flat_rows[chosen] - self.feature_starts[p]
+            order = np.argsort(local, kind="stable")  # sorted reads from the memory map
+            values = np.asarray(self.feature_parts[p][local[order]])
+            flat_out[real[chosen][order]] = values
         return out
 
     def batch(self, rows):
@@ -142,7 +155,7 @@ class SentenceTable:
             index = tf.gather(self.feature_rows, rows).to_tensor(default_value=-1)
             features = tf.numpy_function(self._gather_features, [index], tf.float16,
                                          stateful=False)
-            features.set_shape([None, None, *self.features.shape[1:]])
+            features.set_shape([None, None, *self.feature_shape])
             out["encoder_features"] = features
         return out
 

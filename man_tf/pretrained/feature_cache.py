@@ -95,12 +95,34 @@ def extract(features, sentences, batch_pieces=1024, log_every_s=10.0, name="feat
     return out
 
 
+class LayerStack:
+    """Several layers' memory-mapped ``[words, hidden]`` files read as one
+    ``[words, layers, hidden]`` array, without copying them into memory:
+    indexing rows gathers those rows of each layer."""
+
+    def __init__(self, layers):
+        self.layers = list(layers)
+        self.shape = (len(self.layers[0]), len(self.layers), self.layers[0].shape[1])
+        self.dtype = self.layers[0].dtype
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, rows):
+        return np.stack([layer[rows] for layer in self.layers], axis=-2)
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:]
+        return out.astype(dtype) if dtype is not None else out
+
+
 def cached_features(directory, keys, compute):
     """Features ``[words, len(keys), hidden]`` float16 for ``keys`` (layer ->
     :func:`cache_key`), from ``<directory>/<key>.npy``; the layers whose file
     is absent are computed with ``compute(layers)`` (-> ``[words,
     len(layers), hidden]``) and written atomically. One layer comes back as
-    a memory-mapped view, several as one array in memory."""
+    a memory-mapped view, several as a :class:`LayerStack` of them (nothing
+    copied into memory: corpora that share a file share its pages)."""
     paths = {layer: os.path.join(directory, f"{key}.npy") for layer, key in keys.items()}
     missing = [layer for layer, path in paths.items() if not os.path.exists(path)]
     if missing:
@@ -114,4 +136,4 @@ def cached_features(directory, keys, compute):
             logging.info("wrote feature cache %s (layer %d, %.1f MB)", path, layer,
                          os.path.getsize(path) / 2**20)
     maps = [np.load(paths[layer], mmap_mode="r") for layer in keys]
-    return maps[0][:, None, :] if len(maps) == 1 else np.stack(maps, axis=1)
+    return maps[0][:, None, :] if len(maps) == 1 else LayerStack(maps)
