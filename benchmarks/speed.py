@@ -17,10 +17,15 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import common  # noqa: E402
 
+FEATURES = os.path.join(common.ROOT, "workdirs", "conll_3to1", "features")
 VARIANTS = {
     "default (auto precision: mixed_bfloat16 here)": {},
     "float32": {"train.precision": "float32"},
     "no char-CNN (bf16)": {"model.use_char_cnn": False},
+    # configs/conll_ner.py:encoder; features read from the cache that
+    # benchmarks/conll_3to1.py --section=encoder fills (extracted first if absent).
+    "encoder input (e5-small layer 7 + char-CNN, bf16)": {
+        "model.encoder": "e5-small", "model.use_words": False, "data.feature_cache": FEATURES},
 }
 
 
@@ -49,7 +54,8 @@ strategy = strategies.make_strategy(config.train.strategy)
 precision = strategies.set_precision(config.train.precision)
 data = experiment.load_data(config)
 words, chars, tags = experiment.build_vocabularies(config, data)
-labeled, unlabeled = experiment.encode_data(config, data, words, chars, tags)
+features = experiment.encoder_features(config, "/nonexistent")
+labeled, unlabeled = experiment.encode_data(config, data, words, chars, tags, features)
 with strategy.scope():
     model = experiment.build_model(config, words.size, len(chars), len(tags), len(data.sources),
                                    list(words.offsets.values()))
@@ -73,7 +79,8 @@ float(logs["task_loss"])
 elapsed = time.perf_counter() - start
 max_length = (config.data.max_length or None) if config.get("task") == "classification" else None
 corpus = experiment.encode_split(config, data.dev[data.target], data.target,
-                                 data.languages.index(data.target), words, chars, tags, max_length)
+                                 data.languages.index(data.target), words, chars, tags, max_length,
+                                 features)
 predict = inference.make_predict_fn(model)
 inference.predict_corpus(predict, pipeline.evaluation_batches(corpus, 128), len(corpus))
 start = time.perf_counter()
@@ -87,32 +94,81 @@ print("RESULT " + json.dumps({{"precision": precision, "seconds_per_iteration": 
     return common.run_measurement(code)
 
 
+def measure_extraction(sentences=3000):
+    """Encoder feature extraction (layer 7, no cache) on deu.testa, fresh process."""
+    code = f"""
+import json, sys, time
+sys.path.insert(0, {common.ROOT!r})
+from benchmarks import common
+from man_tf.data.conll import read_conll
+from man_tf.pretrained import e5_file, feature_cache
+from man_tf.pretrained.word_features import WordFeatures
+import tensorflow as tf
+tokens = [list(s.tokens) for s in read_conll(common.CONLL_DATA + "/deu.testa")][:{sentences}]
+features = WordFeatures(e5_file.read_e5(), (7,))
+feature_cache.extract(features, tokens[:100])  # warm-up: traces the graph
+pieces = int(features.pieces(tf.ragged.constant(tokens)).flat_values.shape[0])
+start = time.perf_counter()
+feature_cache.extract(features, tokens)
+elapsed = time.perf_counter() - start
+print("RESULT " + json.dumps({{"sentences": len(tokens), "words": sum(map(len, tokens)),
+    "pieces": pieces, "pieces_per_s": pieces / elapsed,
+    "words_per_s": sum(map(len, tokens)) / elapsed}}))
+"""
+    return common.run_measurement(code)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--only", default="",
+                        help="comma-separated substrings: measure only the variants whose "
+                             "name contains one (the others keep their stored rows); "
+                             "'extraction' for the encoder feature extraction")
     args = parser.parse_args()
-    results = {}
+    only = [o for o in args.only.split(",") if o]
+    stored = common.load("speed.json") or {}
+    results = dict(stored.get("variants", {})) if only else {}
     for name, overrides in VARIANTS.items():
-        results[name] = {"overrides": overrides, **measure(overrides, args.steps, args.warmup)}
+        if only and not any(o in name for o in only):
+            continue
+        results[name] = {"overrides": overrides, **measure(overrides, args.steps, args.warmup),
+                         "command": "python benchmarks/speed.py " + " ".join(sys.argv[1:]),
+                         "date": common.today(), "commit": common.git_commit()}
         print(name, json.dumps(results[name]), flush=True)
+    extraction = stored.get("extraction")
+    if not only or "extraction" in only:
+        extraction = {**measure_extraction(), "date": common.today(),
+                      "commit": common.git_commit(),
+                      "command": "python benchmarks/speed.py " + " ".join(sys.argv[1:])}
+        print("extraction", json.dumps(extraction), flush=True)
     data = {"command": "python benchmarks/speed.py " + " ".join(sys.argv[1:]),
             "machine": common.machine(), "date": common.today(), "commit": common.git_commit(),
             "steps_timed": args.steps, "warmup_steps": args.warmup,
             "reference": "authors' PyTorch code, same data and config on this machine: about "
                          "3.6 s/iteration (char-CNN on), 1.5 s (off); goal < 0.7 s",
-            "variants": results}
+            "variants": results, "extraction": extraction}
     common.save("speed.json", data)
     lines = ["# Training speed, CoNLL 3->1 (target de), default layer sizes",
              "", f"`{data['command']}` on {data['machine']}, {data['date']} (commit "
              f"{data['commit']}). Mean of {args.steps} iterations after {args.warmup} warm-up.",
              "", "| variant | precision | s/iteration | iterations/s | source tokens/s | "
-             "eval sentences/s |", "|---|---|---|---|---|---|"]
+             "eval sentences/s | measured |", "|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         lines.append(f"| {name} | {r['precision']} | {r['seconds_per_iteration']:.3f} | "
                      f"{r['iterations_per_s']:.2f} | {r['source_tokens_per_s']:.0f} | "
-                     f"{r['eval_sentences_per_s']:.0f} |")
+                     f"{r['eval_sentences_per_s']:.0f} | {r.get('date', data['date'])}, "
+                     f"{r.get('commit', data['commit'])} |")
     lines += ["", data["reference"] + "."]
+    if extraction:
+        lines += ["", "## Encoder feature extraction", "",
+                  f"multilingual-e5-small up to layer 7 (float32, the tokenizer in the graph), "
+                  f"{extraction['sentences']} sentences of deu.testa ({extraction['pieces']} "
+                  f"pieces), batched by piece count, no cache: **{extraction['pieces_per_s']:.0f} "
+                  f"pieces/s** ({extraction['words_per_s']:.0f} words/s); goal >= 5,000 pieces/s "
+                  f"on 2 cores. `{extraction['command']}`, {extraction['date']} (commit "
+                  f"{extraction['commit']})."]
     with open(os.path.join(common.RESULTS, "speed.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
 
