@@ -1,6 +1,7 @@
 """The embedded sample: a few dozen sentences per language shipped in the package.
 
     man-tf-train --config=configs/sample_ner.py --workdir=workdirs/sample
+    man-tf-train --config=configs/sample_ner.py:encoder --workdir=workdirs/sample_e5
 
 Sources en, es, nl (labeled); target de (its training text is read without
 labels; dev and test are scored). Small model and budget, so it runs in about
@@ -19,8 +20,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SAMPLE = os.path.join(os.path.dirname(man_tf.data.__file__), "sample")
 
 
-def get_config():
-    config = load_config_file(os.path.join(HERE, "conll_ner.py"))
+def get_config(inputs="words"):
+    """``inputs``: "words" (learned word vectors + character CNN) or "encoder"
+    (the pretrained multilingual encoder's word features + character CNN,
+    as ``configs/conll_ner.py:encoder``)."""
+    config = load_config_file(os.path.join(HERE, f"conll_ner.py:{inputs}"))
     config.target = "de"
     config.data.root = SAMPLE
     config.data.languages = ml_collections.ConfigDict({
