@@ -41,7 +41,8 @@ sys.path.insert(0, {common.ROOT!r})
 import numpy as np
 import tensorflow as tf
 from benchmarks import common
-from man_tf.cli import experiment
+from man_tf.models import building
+from man_tf.data import loading
 from man_tf.data import pipeline
 from man_tf.training import strategy as strategies
 from man_tf.training.trainer import AdversarialTrainer
@@ -50,11 +51,11 @@ for key, value in {data_overrides!r}.items():
     config.data[key] = value
 strategy = strategies.make_strategy("default")
 precision = strategies.set_precision(config.train.precision)
-data = experiment.load_data(config)
-words, chars, tags = experiment.build_vocabularies(config, data)
-labeled, unlabeled = experiment.encode_data(config, data, words, chars, tags)
+data = loading.load_data(config)
+words, chars, tags = loading.build_vocabularies(config, data)
+labeled, unlabeled = loading.encode_data(config, data, words, chars, tags)
 with strategy.scope():
-    model = experiment.build_model(config, words.size, len(chars), len(tags), len(data.sources),
+    model = building.build_model(config, words.size, len(chars), len(tags), len(data.sources),
                                    list(words.offsets.values()))
     model.build_all()
     trainer = AdversarialTrainer(model, strategy, len(data.languages))

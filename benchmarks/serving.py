@@ -46,7 +46,9 @@ def main():
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
 
-    from man_tf.cli import experiment
+    from man_tf.models import building
+    from man_tf.pretrained import encoder_inputs
+    from man_tf.data import loading
     from man_tf.data import pipeline
     from man_tf.export.saved_model import export_serving
     from man_tf.export.tagger_serving import TaggerServing
@@ -54,13 +56,13 @@ def main():
 
     config = common.conll_config(args.inputs)
     keras.mixed_precision.set_global_policy("float32")
-    data = experiment.load_data(config, splits=("train", "dev"))
-    words, chars, tags = experiment.build_vocabularies(config, data)
-    model = experiment.build_model(config, words.size, len(chars), len(tags), len(data.sources),
+    data = loading.load_data(config, splits=("train", "dev"))
+    words, chars, tags = loading.build_vocabularies(config, data)
+    model = building.build_model(config, words.size, len(chars), len(tags), len(data.sources),
                                    list(words.offsets.values()))
     model.build_all()
     serving = TaggerServing(model, words, chars, tags, data.languages, config.data.max_chars,
-                            features=experiment.serving_word_features(config))
+                            features=encoder_inputs.serving_word_features(config))
     sentences = [s for s in data.dev["de"] if len(s) >= 20]
     texts = [" ".join(s.tokens[:20]) for s in sentences]
     with tempfile.TemporaryDirectory() as tmp:

@@ -67,14 +67,15 @@ def main():
     args = parser.parse_args()
     import tensorflow as tf
 
-    from man_tf.cli import experiment
+    from man_tf.data import loading
+    from man_tf.training import workdir as workdirs
     from man_tf.evaluation import tagging
     from man_tf.export.raw_text import detokenize
     from man_tf.export.tagger_serving import TaggerServing
 
-    trained = experiment.load_trained(args.workdir, "best", precision="float32")
+    trained = workdirs.load_trained(args.workdir, "best", precision="float32")
     config, target = trained.config, trained.target
-    sentences = experiment.load_data(config, splits=("test",)).test[target]
+    sentences = loading.load_data(config, splits=("test",)).test[target]
     gold = [list(s.tokens) for s in sentences]
     texts = {"spaces": [" ".join(g) for g in gold], "typed": [detokenize(g) for g in gold]}
 

@@ -44,7 +44,9 @@ for key, value in json.loads({json.dumps(json.dumps(overrides))}).items():
     section, field = key.split(".")
     config[section][field] = value
 import tensorflow as tf
-from man_tf.cli import experiment
+from man_tf.models import building
+from man_tf.pretrained import encoder_inputs
+from man_tf.data import loading
 from man_tf.data import pipeline
 from man_tf.models import inference
 from man_tf.training import strategy as strategies
@@ -52,12 +54,12 @@ from man_tf.training.trainer import AdversarialTrainer
 strategies.configure_cpu_devices(config.train.num_cpu_devices)
 strategy = strategies.make_strategy(config.train.strategy)
 precision = strategies.set_precision(config.train.precision)
-data = experiment.load_data(config)
-words, chars, tags = experiment.build_vocabularies(config, data)
-features = experiment.encoder_features(config, "/nonexistent")
-labeled, unlabeled = experiment.encode_data(config, data, words, chars, tags, features)
+data = loading.load_data(config)
+words, chars, tags = loading.build_vocabularies(config, data)
+features = encoder_inputs.encoder_features(config, "/nonexistent")
+labeled, unlabeled = loading.encode_data(config, data, words, chars, tags, features)
 with strategy.scope():
-    model = experiment.build_model(config, words.size, len(chars), len(tags), len(data.sources),
+    model = building.build_model(config, words.size, len(chars), len(tags), len(data.sources),
                                    list(words.offsets.values()))
     model.build_all()
     trainer = AdversarialTrainer(model, strategy, len(data.languages),
@@ -78,7 +80,7 @@ for _ in range({steps}):
 float(logs["task_loss"])
 elapsed = time.perf_counter() - start
 max_length = (config.data.max_length or None) if config.get("task") == "classification" else None
-corpus = experiment.encode_split(config, data.dev[data.target], data.target,
+corpus = loading.encode_split(config, data.dev[data.target], data.target,
                                  data.languages.index(data.target), words, chars, tags, max_length,
                                  features)
 predict = inference.make_predict_fn(model)

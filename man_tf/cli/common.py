@@ -3,12 +3,17 @@ that shows the command's flags (and config fields), and flag or config
 mistakes reported as one line with exit status 2."""
 
 import contextlib
+import logging as std_logging
 import os
 import re
 import sys
 import tempfile
 
-from absl import app, flags
+from absl import app, flags, logging
+
+from man_tf.data.errors import DataError
+from man_tf.settings import ConfigError
+from man_tf.training.workdir import WorkdirMismatch
 
 FLAGS = flags.FLAGS
 HELP_ARGS = ("--help", "-h", "-?", "--helpshort", "--helpfull")
@@ -163,3 +168,24 @@ def run_command(command, doc, define_flags, main, config_flag=False):
 
     quiet_tensorflow_startup()
     app.run(main, flags_parser=parse)
+
+
+def _log_to_files(message):
+    """The error line into the run's log file(s) only: stderr gets it once,
+    from :func:`user_errors`."""
+    record = std_logging.LogRecord("absl", std_logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.get_absl_logger().handlers:
+        if isinstance(handler, std_logging.FileHandler):
+            handler.handle(record)
+
+
+@contextlib.contextmanager
+def user_errors(command):
+    """Turns errors in the user's input or config into one clear line and exit 2."""
+    try:
+        yield
+    except (ConfigError, DataError, FileExistsError, FloatingPointError,
+            WorkdirMismatch) as e:
+        _log_to_files(str(e))
+        print(f"{command}: error: {e}", file=sys.stderr)
+        sys.exit(2)

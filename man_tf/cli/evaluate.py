@@ -31,26 +31,29 @@ def define_flags():
 
 def evaluate(workdir, split="test", input_path=None, language=None, which="best", output=None):
     """Returns ``(SpanScores, output prefix)``."""
-    from man_tf.cli import experiment
+    from man_tf.pretrained import encoder_inputs
+    from man_tf.data import loading
+    from man_tf import settings
+    from man_tf.training import workdir as workdirs
     from man_tf.data import conll, pipeline
     from man_tf.data.textio import atomic_write_json, atomic_write_text
     from man_tf.evaluation import tagging
     from man_tf.evaluation.span_f1 import format_report
     from man_tf.models import inference
 
-    trained = experiment.load_trained(workdir, which)
+    trained = workdirs.load_trained(workdir, which)
     config, tags = trained.config, trained.tags
     if config.get("task", "tagging") == "classification":
         return _evaluate_classifier(trained, split, input_path, language, output)
     languages = trained.languages
     language = language or trained.target
     if language not in languages:
-        raise experiment.ConfigError(f"language {language!r} was not trained; the model knows "
+        raise settings.ConfigError(f"language {language!r} was not trained; the model knows "
                                      f"{languages}")
     if input_path is None:
-        input_path = experiment.data_path(config, language, split)
+        input_path = settings.data_path(config, language, split)
         if input_path is None:
-            raise experiment.ConfigError(f"{language} has no {split!r} file in the config; "
+            raise settings.ConfigError(f"{language} has no {split!r} file in the config; "
                                          f"pass --input")
         name = f"{language}.{split}"
     else:
@@ -58,12 +61,12 @@ def evaluate(workdir, split="test", input_path=None, language=None, which="best"
     sentences = conll.read_conll(input_path, encoding=config.data.encoding)
     unknown = sorted({t for s in sentences for t in s.tags} - set(tags.tags))
     if unknown:
-        raise experiment.ConfigError(f"{input_path}: tags {unknown} were never seen in "
+        raise settings.ConfigError(f"{input_path}: tags {unknown} were never seen in "
                                      f"training (trained tags: {tags.tags})")
     model, words, chars, path = trained.model, trained.words, trained.chars, trained.checkpoint
-    corpus = experiment.encode_split(config, sentences, language, languages.index(language),
+    corpus = loading.encode_split(config, sentences, language, languages.index(language),
                                      words, chars, tags,
-                                     features=experiment.encoder_features(config, workdir))
+                                     features=encoder_inputs.encoder_features(config, workdir))
     ids, gates = inference.predict_corpus(
         inference.make_predict_fn(model),
         pipeline.evaluation_batches(corpus, config.train.eval_batch_size), len(corpus))
@@ -82,7 +85,9 @@ def _evaluate_classifier(trained, split, input_path, language, output):
     """Accuracy of a classifier on the target's dev/test split or on a file
     (``.review`` XML or ``label<TAB>text``); writes ``<output>.tsv`` (gold,
     predicted, source) and ``<output>.json``."""
-    from man_tf.cli import experiment
+    from man_tf.pretrained import encoder_inputs
+    from man_tf.data import loading
+    from man_tf import settings
     from man_tf.data import pipeline
     from man_tf.data.textio import atomic_write_json, atomic_write_text
     from man_tf.evaluation import classification
@@ -91,22 +96,22 @@ def _evaluate_classifier(trained, split, input_path, language, output):
     config, classes = trained.config, trained.tags
     language = language or trained.target
     if language not in trained.languages:
-        raise experiment.ConfigError(f"language {language!r} was not trained; the model knows "
+        raise settings.ConfigError(f"language {language!r} was not trained; the model knows "
                                      f"{trained.languages}")
     if input_path is None:
-        data = experiment.load_data(config, splits=(split,))
+        data = loading.load_data(config, splits=(split,))
         store = data.dev if split == "dev" else data.test
         if language not in store:
-            raise experiment.ConfigError(f"{language} has no {split!r} data in the config; "
+            raise settings.ConfigError(f"{language} has no {split!r} data in the config; "
                                          f"pass --input")
         documents, name = store[language], f"{language}.{split}"
     else:
-        documents = experiment.read_labeled_documents(config, input_path)
+        documents = loading.read_labeled_documents(config, input_path)
         name = f"{language}.{os.path.basename(input_path)}"
-    corpus = experiment.encode_split(config, documents, language,
+    corpus = loading.encode_split(config, documents, language,
                                      trained.languages.index(language), trained.words,
                                      trained.chars, classes, config.data.max_length or None,
-                                     experiment.encoder_features(config, trained_dir(trained)))
+                                     encoder_inputs.encoder_features(config, trained_dir(trained)))
     predictions = inference.predict_corpus(
         inference.make_predict_fn(trained.model),
         pipeline.evaluation_batches(corpus, config.train.eval_batch_size), len(corpus))
@@ -129,7 +134,7 @@ def trained_dir(trained):
 
 def main(argv):
     del argv
-    from man_tf.cli.experiment import user_errors
+    from man_tf.cli.common import user_errors
     with user_errors("man-tf-evaluate"):
         scores, output = evaluate(FLAGS.workdir, FLAGS.split, FLAGS.input, FLAGS.language,
                                   FLAGS.checkpoint, FLAGS.output)

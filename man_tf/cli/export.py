@@ -26,13 +26,13 @@ def define_flags():
 
 def _warmup_examples(config, languages):
     """A few real sentences (or reviews) per language from the config's files."""
-    from man_tf.cli import experiment
+    from man_tf import settings
     from man_tf.data import conll, reviews
 
     texts, codes = [], []
     for lang in languages:
         for split in ("dev", "test", "train", "unlabeled"):
-            path = (experiment.data_path(config, lang, split) or "").split(",")[0]
+            path = (settings.data_path(config, lang, split) or "").split(",")[0]
             if path and os.path.exists(path) and not path.endswith(".txt"):
                 if path.endswith(".review"):
                     found = [d.text[:400] for d in reviews.read_reviews(path)[:2]]
@@ -49,17 +49,18 @@ def _warmup_examples(config, languages):
 
 def export(workdir, export_base, which="best"):
     """Returns the path of the new version."""
-    from man_tf.cli import experiment
+    from man_tf.pretrained import encoder_inputs
+    from man_tf.training import workdir as workdirs
     from man_tf.export.classifier_serving import ClassifierServing
     from man_tf.export.saved_model import export_serving
     from man_tf.export.tagger_serving import TaggerServing
 
     # Served in float32: a serving CPU may lack bf16, and variables are float32.
-    trained = experiment.load_trained(workdir, which, precision="float32")
+    trained = workdirs.load_trained(workdir, which, precision="float32")
     config, tags, languages = trained.config, trained.tags, trained.languages
     # The encoder and its tokenizer go into the graph; the piece embedding
     # table stays in Q4_0 as in the weights file (54 MB, not 384 MB).
-    features = experiment.serving_word_features(config)
+    features = encoder_inputs.serving_word_features(config)
     sources, target, path = trained.sources, trained.target, trained.checkpoint
     model, words, chars = trained.model, trained.words, trained.chars
     common = {"man_tf_version": man_tf.__version__, "languages": languages, "target": target,
@@ -102,7 +103,7 @@ def export(workdir, export_base, which="best"):
 
 def main(argv):
     del argv
-    from man_tf.cli.experiment import user_errors
+    from man_tf.cli.common import user_errors
     with user_errors("man-tf-export"):
         path = export(FLAGS.workdir, FLAGS.export_base, FLAGS.checkpoint)
     print(f"exported {path}")

@@ -48,7 +48,7 @@ class MetricsHistory:
 
 def _profile_range(spec):
     """``"START,END"`` -> (start, end) steps to trace, or None."""
-    from man_tf.cli.experiment import ConfigError
+    from man_tf.settings import ConfigError
     if not spec:
         return None
     try:
@@ -67,15 +67,16 @@ def train(config, workdir):
     # configured before its runtime starts.
     import tensorflow as tf
 
-    from man_tf.cli import experiment
-    from man_tf.data import pipeline, vocab
+    from man_tf import settings
+    from man_tf.data import loading, pipeline, vocab
     from man_tf.data.textio import atomic_write_json
     from man_tf.evaluation import classification, tagging
-    from man_tf.models import inference
+    from man_tf.models import building, inference
+    from man_tf.pretrained import encoder_inputs
     from man_tf.training import checkpoints, strategy as strategies, workdir as workdirs
     from man_tf.training.trainer import AdversarialTrainer
 
-    experiment.check_config(config)
+    settings.check_config(config)
     strategies.configure_cpu_devices(config.train.num_cpu_devices)
     # Created first: MultiWorkerMirroredStrategy must exist before other TF work.
     strategy = strategies.make_strategy(config.train.strategy)
@@ -88,9 +89,9 @@ def train(config, workdir):
     precision = strategies.set_precision(config.train.precision)
     os.makedirs(workdir, exist_ok=True)
 
-    data = experiment.load_data(config)
+    data = loading.load_data(config)
     # Read before anything is written: a wrong file or dimension stops here.
-    pretrained = experiment.read_pretrained_vectors(config, data)
+    pretrained = loading.read_pretrained_vectors(config, data)
     latest = checkpoints.checkpoint_path(workdir, "latest")
     workdirs.check_resumable(workdir, config, latest is not None)
     vocab_file = os.path.join(workdir, workdirs.VOCAB_FILE)
@@ -99,15 +100,15 @@ def train(config, workdir):
         words, chars, tags = vocab.load_vocabularies(workdir)
         logging.info("resuming: vocabularies from %s", vocab_file)
     else:
-        words, chars, tags = experiment.build_vocabularies(config, data, pretrained)
+        words, chars, tags = loading.build_vocabularies(config, data, pretrained)
     for lang in data.languages:
         logging.info("%s: %d labeled, %d unlabeled, %d dev, %d test sentences; %d words",
                      lang, len(data.labeled.get(lang, [])), len(data.unlabeled[lang]),
                      len(data.dev.get(lang, [])), len(data.test.get(lang, [])),
                      len(words.blocks[words.block(lang)]))
     logging.info("tags: %s; characters: %d; word rows: %d", tags.tags, len(chars), words.size)
-    features = experiment.encoder_features(config, workdir)
-    labeled, unlabeled = experiment.encode_data(config, data, words, chars, tags, features)
+    features = encoder_inputs.encoder_features(config, workdir)
+    labeled, unlabeled = loading.encode_data(config, data, words, chars, tags, features)
     classifying = config.get("task", "tagging") == "classification"
     metric = "acc" if classifying else "f1"  # selection metric: accuracy / entity F1
     # Documents are read up to the training length (as served); sentences whole.
@@ -116,7 +117,7 @@ def train(config, workdir):
     eval_sets = {}
     for lang in eval_languages:
         if lang in data.dev:
-            corpus = experiment.encode_split(config, data.dev[lang], lang,
+            corpus = loading.encode_split(config, data.dev[lang], lang,
                                              data.languages.index(lang), words, chars, tags,
                                              eval_max_length, features)
             eval_sets[lang] = (data.dev[lang], corpus)
@@ -125,7 +126,7 @@ def train(config, workdir):
     final_sets = {}
     for split, store in (("dev", data.dev), ("test", data.test)):
         if data.target in store:
-            corpus = experiment.encode_split(config, store[data.target], data.target,
+            corpus = loading.encode_split(config, store[data.target], data.target,
                                              data.languages.index(data.target), words, chars,
                                              tags, eval_max_length, features)
             final_sets[split] = (store[data.target], corpus)
@@ -137,7 +138,7 @@ def train(config, workdir):
     for stream, languages in (("labeled", data.sources), ("unlabeled", data.languages)):
         rows = config.train.batch_size * len(languages)
         if rows % replicas:
-            raise experiment.ConfigError(
+            raise settings.ConfigError(
                 f"{stream} batches have {rows} rows (batch_size {config.train.batch_size} x "
                 f"{len(languages)} languages), which {replicas} replicas cannot share evenly; "
                 f"choose --config.train.batch_size so that it divides")
@@ -145,10 +146,10 @@ def train(config, workdir):
     # layers that draw from the global RNG, which must not change the model.
     tf.keras.utils.set_random_seed(config.seed)
     with strategy.scope():
-        model = experiment.build_model(config, words.size, len(chars), len(tags),
+        model = building.build_model(config, words.size, len(chars), len(tags),
                                        len(data.sources), list(words.offsets.values()))
         model.build_all()
-        coverage = experiment.load_pretrained_embeddings(config, model, words, pretrained)
+        coverage = building.load_pretrained_embeddings(config, model, words, pretrained)
         trainer = AdversarialTrainer(
             model, strategy, len(data.languages), config.train.learning_rate,
             config.train.d_learning_rate, config.train.lambd, config.train.discriminator_steps,
@@ -182,7 +183,7 @@ def train(config, workdir):
     if chief:
         if not resuming:
             vocab.save_vocabularies(workdir, words, chars, tags)
-        experiment.save_config(workdir, config)
+        workdirs.save_config(workdir, config)
     start = int(state.step.numpy())
     logging.info("%s at step %d; %d parameters; %d replica(s); per-language batch %d, "
                  "global batch %d sentences per stream", "resumed" if restored else "starting",
@@ -326,21 +327,22 @@ def log_file_name(tf_config):
 
 
 def main(argv):
-    from man_tf.cli import experiment
+    from man_tf.cli import common as cli_common
+    from man_tf import settings
 
     workdir = FLAGS.workdir
     config = FLAGS.config
-    with experiment.user_errors("man-tf-train"):
+    with cli_common.user_errors("man-tf-train"):
         if os.path.exists(workdir) and not os.path.isdir(workdir):
-            raise experiment.ConfigError(f"--workdir={workdir}: is a file, expected a "
+            raise settings.ConfigError(f"--workdir={workdir}: is a file, expected a "
                                          f"directory (new or a previous run's)")
         with config.unlocked():
             if FLAGS.profile_steps:
                 config.train.profile_steps = FLAGS.profile_steps
-            experiment.resolve_data_root(
+            settings.resolve_data_root(
                 config, config_flags.get_config_filename(FLAGS["config"]),
                 typed=any(a.startswith("--config.data.root") for a in argv))
-        experiment.check_config(config)
+        settings.check_config(config)
         os.makedirs(workdir, exist_ok=True)
         name = log_file_name(json.loads(os.environ.get("TF_CONFIG", "{}")))
         handler = std_logging.FileHandler(os.path.join(workdir, name), encoding="utf-8")

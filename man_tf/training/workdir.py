@@ -9,8 +9,14 @@ model are those the workdir was trained with; otherwise it stops and names the
 fields that differ.
 """
 
+import dataclasses
 import json
 import os
+
+import ml_collections
+
+from man_tf.data.textio import atomic_write_json
+from man_tf.settings import ConfigError, resolve_languages
 
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
@@ -80,3 +86,54 @@ def check_resumable(workdir, config, has_checkpoint):
             f"{os.path.join(workdir, CONFIG_FILE)}: this workdir was trained with other "
             f"settings ({shown}{more}); use a new --workdir, or rerun with its settings to "
             f"resume")
+
+
+def save_config(workdir, config):
+    atomic_write_json(os.path.join(workdir, CONFIG_FILE), json.loads(config.to_json()))
+
+
+def load_config(workdir):
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.exists(path):
+        raise ConfigError(f"{path}: not found; is {workdir!r} a man-tf-train workdir?")
+    with open(path, encoding="utf-8") as f:
+        return ml_collections.ConfigDict(json.load(f))
+
+
+@dataclasses.dataclass
+class Trained:
+    """A trained model restored from a workdir, with what it was trained with."""
+
+    config: ml_collections.ConfigDict
+    sources: list
+    target: str
+    words: object     # WordVocabulary
+    chars: object     # CharVocabulary
+    tags: object      # TagVocabulary (classes, for a classifier)
+    model: object
+    checkpoint: str
+
+    @property
+    def languages(self):
+        return [*self.sources, self.target]
+
+
+def load_trained(workdir, which="best", precision=None):
+    """Rebuilds the model of a workdir and restores its ``best``/``latest``
+    checkpoint. ``precision`` overrides the config's dtype policy."""
+    from man_tf.data import vocab
+    from man_tf.models.building import build_model
+    from man_tf.training import checkpoints, strategy as strategies
+
+    config = load_config(workdir)
+    strategies.set_precision(precision or config.train.precision)
+    sources, target = resolve_languages(config)
+    words, chars, tags = vocab.load_vocabularies(workdir)
+    model = build_model(config, words.size, len(chars), len(tags), len(sources),
+                        list(words.offsets.values()))
+    model.build_all()
+    path = checkpoints.checkpoint_path(workdir, which)
+    if path is None:
+        raise ConfigError(f"{workdir}: no {which} checkpoint; train first")
+    checkpoints.restore_model(model, path)
+    return Trained(config, sources, target, words, chars, tags, model, path)

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from man_tf.cli import experiment
+from man_tf.data import loading
+from man_tf import settings
 from man_tf.cli.evaluate import evaluate
 from man_tf.cli.train import train
 from tests.helpers import ROOT, load_config
@@ -50,11 +51,11 @@ def test_train_evaluate_and_resume(tmp_path):
 def test_config_errors_are_clear(tmp_path):
     config = small_config()
     config.sources = ("en", "de")
-    with pytest.raises(experiment.ConfigError, match="target 'de' is also listed as a source"):
+    with pytest.raises(settings.ConfigError, match="target 'de' is also listed as a source"):
         train(config, str(tmp_path / "a"))
     config = small_config()
     config.target = "fr"
-    with pytest.raises(experiment.ConfigError, match="target 'fr' has no data"):
+    with pytest.raises(settings.ConfigError, match="target 'fr' has no data"):
         train(config, str(tmp_path / "b"))
 
 
@@ -80,12 +81,12 @@ def test_plain_text_unlabeled_target(tmp_path, write):
     text = write("de.txt", "Angela Weber besuchte Berlin .\n\nDie Bahn fährt nach Hamburg .\n")
     config = small_config(10)
     config.data.languages.de.unlabeled = text
-    data = experiment.load_data(config)
+    data = loading.load_data(config)
     assert [s.tokens[0] for s in data.unlabeled["de"]] == ["Angela", "Die"]
     assert all(s.tags is None for s in data.unlabeled["de"])
     config.data.languages.en.train = text
-    with pytest.raises(experiment.ConfigError, match="a plain-text file has no tags"):
-        experiment.load_data(config)
+    with pytest.raises(settings.ConfigError, match="a plain-text file has no tags"):
+        loading.load_data(config)
 
 
 def test_profile_steps_write_a_trace(tmp_path):
@@ -136,7 +137,7 @@ def test_classification_trains_through_the_same_command(tmp_path):
         config.model[field] = 16
     config.model.word_dim = 16
     config.train.steps, config.train.eval_every, config.train.batch_size = 20, 10, 4
-    data = experiment.load_data(config)
+    data = loading.load_data(config)
     assert data.sources == ["de", "en", "fr"] and "jp" not in data.labeled
     assert len(data.dev["jp"]) == 20 and sum(s.label for s in data.dev["jp"]) == 10
     assert len(data.unlabeled["jp"]) == 3 * 40  # every domain's train text, labels unread

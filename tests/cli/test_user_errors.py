@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from man_tf.cli import experiment
+from man_tf import settings
 from man_tf.cli.train import log_file_name
 from tests.helpers import ROOT, load_config
 
@@ -100,14 +100,14 @@ def test_predict_checks_language_and_input_before_loading(tmp_path):
 def test_relative_data_root_resolves_one_documented_way(tmp_path):
     config = load_config("conll_ner")
     with config.unlocked():
-        experiment.resolve_data_root(config, os.path.join(ROOT, "configs", "conll_ner.py"))
+        settings.resolve_data_root(config, os.path.join(ROOT, "configs", "conll_ner.py"))
     assert config.data.root == os.path.normpath(os.path.join(ROOT, "..", "shared", "data",
                                                              "conll"))
     config = load_config("conll_ner")
     cwd = os.getcwd()
     try:
         os.chdir(tmp_path)
-        experiment.resolve_data_root(config, "configs/conll_ner.py", typed=True)
+        settings.resolve_data_root(config, "configs/conll_ner.py", typed=True)
     finally:
         os.chdir(cwd)
     assert config.data.root == os.path.abspath(os.path.join(str(tmp_path),

@@ -64,8 +64,8 @@ def test_readme_vec_command_gives_each_language_its_own_vectors(tmp_path):
     done = train(workdir, *flags)
     assert done.returncode == 0, done.stderr[-3000:]
 
-    from man_tf.cli import experiment
-    trained = experiment.load_trained(workdir, "latest")
+    from man_tf.training import workdir as workdirs
+    trained = workdirs.load_trained(workdir, "latest")
     words = trained.words
     assert sorted(words.blocks) == sorted(LANGS)  # one table per language, not shared
     table = trained.model.word_embedding.embeddings.numpy()
@@ -82,14 +82,14 @@ def test_readme_vec_command_gives_each_language_its_own_vectors(tmp_path):
 
 
 def test_german_dev_test_words_with_vectors_join_the_vocabulary(tmp_path):
-    from man_tf.cli import experiment
+    from man_tf.data import loading
     from man_tf.config_files import load_config_file
 
     config = load_config_file("sample_ner")
     config.data.embeddings.de = write_vec(str(tmp_path), "de")
-    data = experiment.load_data(config)
-    pretrained = experiment.read_pretrained_vectors(config, data)
-    words, _, _ = experiment.build_vocabularies(config, data, pretrained)
+    data = loading.load_data(config)
+    pretrained = loading.read_pretrained_vectors(config, data)
+    words, _, _ = loading.build_vocabularies(config, data, pretrained)
     train_words = {w.lower() for s in data.unlabeled["de"] for w in s.tokens}
     test_only = [w.lower() for s in data.test["de"] for w in s.tokens
                  if w.lower() not in train_words]

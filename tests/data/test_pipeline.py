@@ -90,15 +90,16 @@ def test_evaluation_batches_cover_every_sentence_once(corpora):
 
 
 def test_encode_data_splits_long_training_sentences_when_asked():
-    from man_tf.cli import experiment
+    from man_tf.data import loading
+    from man_tf import settings
     from tests.helpers import load_config
 
     config = load_config("sample_ner")
-    data = experiment.load_data(config)
-    words, chars, tags = experiment.build_vocabularies(config, data)
-    whole, _ = experiment.encode_data(config, data, words, chars, tags)
+    data = loading.load_data(config)
+    words, chars, tags = loading.build_vocabularies(config, data)
+    whole, _ = loading.encode_data(config, data, words, chars, tags)
     config.data.max_length, config.data.long_sentences = 6, "split"
-    cut, cut_unlabeled = experiment.encode_data(config, data, words, chars, tags)
+    cut, cut_unlabeled = loading.encode_data(config, data, words, chars, tags)
     for lang in data.sources:
         assert whole[lang].lengths.max() > 6 >= cut[lang].lengths.max()
         # every token and tag is still there, in order
@@ -107,5 +108,5 @@ def test_encode_data_splits_long_training_sentences_when_asked():
         assert cut[lang].truncated == 0
     assert cut_unlabeled[data.target].lengths.max() <= 6
     config.data.long_sentences = "chop"
-    with pytest.raises(experiment.ConfigError, match="expected truncate, split or error"):
-        experiment.encode_data(config, data, words, chars, tags)
+    with pytest.raises(settings.ConfigError, match="expected truncate, split or error"):
+        loading.encode_data(config, data, words, chars, tags)

@@ -7,11 +7,12 @@ import sys
 
 import pytest
 
-from man_tf.cli import experiment
+from man_tf.data import loading
+from man_tf.training import workdir as workdirs
 from man_tf.cli.export import export
 from man_tf.cli.predict import predict_lines
 from man_tf.cli.train import train
-from man_tf.data import pipeline
+from man_tf.data import conll, pipeline
 from man_tf.data.reviews import read_reviews
 from man_tf.models import inference
 from tests.cli.test_train_evaluate import small_webis
@@ -47,10 +48,10 @@ def exported(tmp_path_factory):
 def test_clean_process_labels_match_the_in_memory_model(exported):
     config, workdir, path = exported
     documents = read_reviews(os.path.join(config.data.root, "fr", "music", "test.review"))[:30]
-    trained = experiment.load_trained(workdir)
-    sentences = [experiment.conll.Sentence(t or ("",), None, d.source, d.label) for t, d in
-                 zip(experiment.tokenize_texts([d.text for d in documents]), documents)]
-    corpus = experiment.encode_split(config, sentences, "fr", trained.languages.index("fr"),
+    trained = workdirs.load_trained(workdir)
+    sentences = [conll.Sentence(t or ("",), None, d.source, d.label) for t, d in
+                 zip(loading.tokenize_texts([d.text for d in documents]), documents)]
+    corpus = loading.encode_split(config, sentences, "fr", trained.languages.index("fr"),
                                      trained.words, trained.chars, trained.tags,
                                      config.data.max_length)
     ids = inference.predict_corpus(inference.make_predict_fn(trained.model),

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from man_tf.cli import experiment
+from man_tf.models import building
+from man_tf import settings
+from man_tf.training import workdir as workdirs
 from man_tf.cli.export import export
 from man_tf.cli.predict import predict_lines, resolve_model_dir
 from man_tf.cli.train import train
@@ -39,10 +41,10 @@ def exported(tmp_path_factory):
 
 def in_memory_tags(workdir, sentences, language):
     """Tags from the in-memory Keras model, the way man-tf-evaluate computes them."""
-    config = experiment.load_config(workdir)
-    sources, target = experiment.resolve_languages(config)
+    config = workdirs.load_config(workdir)
+    sources, target = settings.resolve_languages(config)
     words, chars, tags = vocab.load_vocabularies(workdir)
-    model = experiment.build_model(config, words.size, len(chars), len(tags), len(sources),
+    model = building.build_model(config, words.size, len(chars), len(tags), len(sources),
                                    list(words.offsets.values()))
     model.build_all()
     checkpoints.restore_model(model, checkpoints.checkpoint_path(workdir))

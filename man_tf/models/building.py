@@ -1,0 +1,77 @@
+"""The task's model from a config, and pretrained word vectors into it."""
+
+import numpy as np
+from absl import logging
+
+from man_tf.data.errors import DataError
+from man_tf.models.classifier import ManMoeClassifier
+from man_tf.models.tagger import ManMoeTagger
+from man_tf.pretrained.encoder_inputs import ENCODER_DIMS
+from man_tf.settings import is_classification
+
+
+def build_model(config, num_words, num_chars, num_tags, num_sources, word_block_starts=(0,)):
+    """The task's model (``num_tags``: tags, or classes for classification;
+    ``word_block_starts``: ``WordVocabulary.offsets`` values, where each
+    block's ``<pad>``/``<unk>`` rows are)."""
+    m = config.model
+    pretrained = any(config.data.embeddings.values())
+    if is_classification(config):
+        model_class, task_kwargs = ManMoeClassifier, dict(
+            num_classes=num_tags, classifier_layers=m.tagger_layers)
+    else:
+        model_class, task_kwargs = ManMoeTagger, dict(
+            num_tags=num_tags, tagger_layers=m.tagger_layers)
+    return model_class(
+        **task_kwargs, num_sources=num_sources, num_words=num_words, num_chars=num_chars,
+        num_languages=num_sources + 1, word_dim=m.word_dim,
+        word_embeddings_trainable=not (pretrained and m.fix_embeddings),
+        use_char_cnn=m.use_char_cnn, char_embedding_dim=m.char_embedding_dim,
+        char_filters=m.char_filters, char_kernel_sizes=tuple(m.char_kernel_sizes),
+        char_output_dim=m.char_output_dim, char_embedding_trainable=m.char_embedding_trainable,
+        unique_char_words=not config.train.jit_compile, shared_hidden=m.shared_hidden,
+        private_hidden=m.private_hidden, lstm_layers=m.lstm_layers, use_private=m.use_private,
+        expert_hidden=m.expert_hidden, private_moe_layers=m.private_moe_layers,
+        use_tag_moe=m.use_tag_moe, dropout=m.dropout,
+        word_dropout=m.word_dropout, mlp_dropout=m.mlp_dropout, discriminator=m.discriminator,
+        discriminator_filters=m.discriminator_filters,
+        discriminator_kernel_sizes=tuple(m.discriminator_kernel_sizes),
+        discriminator_hidden=m.discriminator_hidden,
+        discriminator_layers=m.discriminator_layers,
+        discriminator_dropout=m.discriminator_dropout, lambd=config.train.lambd,
+        word_block_starts=tuple(word_block_starts),
+        # Workdirs written before this field existed trained without it.
+        unk_replacement=m.get("unk_replacement", 0.0),
+        predictor_mixture=m.get("predictor_mixture", "probabilities"),
+        use_words=m.get("use_words", True),
+        encoder_dim=ENCODER_DIMS.get(m.get("encoder", ""), 0),
+        encoder_layers=len(m.get("encoder_layers", (0,))))
+
+
+def load_pretrained_embeddings(config, model, words, pretrained):
+    """Fills each language's word rows from its ``.vec`` vectors
+    (``pretrained`` from :func:`read_pretrained_vectors`); returns
+    ``{language: fraction of its vocabulary covered}``."""
+    coverage = {}
+    for lang, found in pretrained.items():
+        path = config.data.embeddings[lang]
+        block = words.block(lang)
+        block_vocab, offset = words.blocks[block], words.offsets[block]
+        rows, vectors = [], []
+        for i, word in enumerate(block_vocab.tokens[2:], start=2):
+            vector = found.lookup(word)
+            if vector is not None:
+                rows.append(offset + i)
+                vectors.append(vector)
+        needed = len(block_vocab) - 2
+        if not vectors:
+            raise DataError(path, None, f"no vector for any of the {needed} {lang} "
+                            f"vocabulary words: is this the right language's file?")
+        model.word_embedding.load(np.stack(vectors), rows)
+        coverage[lang] = len(rows) / max(needed, 1)
+        if coverage[lang] < 0.05:
+            logging.warning("%s: embeddings cover only %.1f%% of the %s vocabulary", path,
+                            100 * coverage[lang], lang)
+        logging.info("%s: %d of %d %s words have pretrained vectors (%.1f%%)", path, len(rows),
+                     needed, lang, 100 * coverage[lang])
+    return coverage

@@ -1,0 +1,95 @@
+"""Checks and resolution of an experiment config that every command shares:
+which languages are sources and target, where the data lies, which
+settings cannot work (one line each, before any file is read or written).
+
+Languages are ordered sources first (in config order), then the target, so a
+source's language id is also its expert index in every mixture of experts.
+"""
+
+import os
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot work; the message says what to change."""
+
+
+def resolve_languages(config):
+    """-> (sources, target); validates the choice against ``data.languages``."""
+    available = list(config.data.languages.keys())
+    target = config.target
+    if target not in available:
+        raise ConfigError(f"target {target!r} has no data: config.data.languages has "
+                          f"{available}; set --config.target to one of them")
+    sources = list(config.sources) or [lang for lang in available if lang != target]
+    if target in sources:
+        raise ConfigError(f"target {target!r} is also listed as a source; its labels "
+                          f"must never be used: remove it from --config.sources")
+    missing = [lang for lang in sources if lang not in available]
+    if missing:
+        raise ConfigError(f"sources {missing} have no data in config.data.languages "
+                          f"({available})")
+    if not sources:
+        raise ConfigError("no source languages: MAN-MoE needs at least one labeled source")
+    return sources, target
+
+
+def resolve_data_root(config, config_file, typed=False):
+    """Makes ``data.root`` absolute, one documented way: a relative root
+    written in a config file is relative to that file's project (the folder
+    holding its ``configs/`` folder: ``configs/conll_ner.py``'s
+    ``../shared/data/conll`` is next to the project, whatever the current
+    directory); a relative root typed on the command line
+    (``--config.data.root=...``, ``typed``) is relative to the current
+    directory, like every other path typed there."""
+    root = config.data.get("root")
+    if not root or os.path.isabs(root):
+        return
+    if typed or not config_file:
+        config.data.root = os.path.abspath(root)
+        return
+    config_dir = os.path.dirname(os.path.abspath(config_file.split(":", 1)[0]))
+    project = os.path.dirname(config_dir) if os.path.basename(config_dir) == "configs" \
+        else config_dir
+    config.data.root = os.path.normpath(os.path.join(project, root))
+
+
+def check_config(config):
+    """Settings no run can work with, as one line each (before any file is
+    read or written)."""
+    train = config.train
+    positive = {"train.steps": train.steps, "train.batch_size": train.batch_size,
+                "train.log_every": train.log_every, "train.eval_every": train.eval_every,
+                "train.checkpoint_every": train.checkpoint_every,
+                "train.keep_checkpoints": train.keep_checkpoints,
+                "train.eval_batch_size": train.eval_batch_size}
+    for name, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{name}={value}: expected a whole number of at least 1")
+    for name in ("learning_rate", "d_learning_rate"):
+        if not train[name] > 0:
+            raise ConfigError(f"train.{name}={train[name]}: expected a positive number")
+    if train.discriminator_steps < 0 or train.lambd < 0:
+        raise ConfigError(f"train.discriminator_steps={train.discriminator_steps}, "
+                          f"train.lambd={train.lambd}: expected values >= 0")
+    if not config.model.get("use_words", True) and any(config.data.embeddings.values()):
+        raise ConfigError("data.embeddings given with model.use_words=False: the .vec files "
+                          "would be unused; drop them or set --config.model.use_words=True")
+    for name in ("dropout", "word_dropout", "mlp_dropout", "discriminator_dropout",
+                 "unk_replacement"):
+        value = config.model.get(name, 0.0)
+        if not 0.0 <= value < 1.0:
+            raise ConfigError(f"model.{name}={value}: expected a rate in [0, 1)")
+
+
+def data_path(config, lang, split):
+    """The configured file(s) of a language's split with ``{root}`` and
+    ``{domain}`` filled in (comma-separated for several), or None."""
+    spec = config.data.languages[lang]
+    if split not in spec or not spec[split]:
+        return None
+    return spec[split].format(root=config.data.root, domain=config.get("domain", ""))
+
+
+def is_classification(config):
+    """Whether ``config.task`` is classification (else tagging)."""
+    return config.get("task", "tagging") == "classification"
