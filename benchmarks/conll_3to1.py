@@ -74,6 +74,11 @@ VARIANT_NOTES = {
     "cased_chars": "The issue-12 defaults but characters kept cased for the de target "
                    "(`data.lowercase_chars=False`); the default lowercases them, as the "
                    "authors do for de, and wins on dev F1 (the selection rule).",
+    "layers_4678": "Encoder input, layer choice (section `encoder`, target de, dev F1 decides): "
+                   "layers 4, 6, 7 and 8 mixed by learned softmax weights (ELMo's scalar mix; "
+                   "`--config.model.encoder_layers=(4,6,7,8)`).",
+    "layers_7": "Encoder input, layer choice (section `encoder`, target de, dev F1 decides): "
+                "layer 7 alone (`--config.model.encoder_layers=(7,)`).",
     "log_prob_mixture": "The issue-12 defaults but C mixes its experts' log-probabilities "
                         "(`model.predictor_mixture=log_probabilities`, the authors' form).",
 }
