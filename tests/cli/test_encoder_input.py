@@ -153,3 +153,70 @@ def test_resume_with_encoder_features_ends_like_an_uninterrupted_run(trained, tm
     for r in (straight, resumed):
         r.pop("checkpoint")
     assert resumed == straight
+
+
+CLASSIFY = CLEAN_PROCESS_PREAMBLE + r"""
+model_dir, texts = sys.argv[1], json.loads(sys.argv[2])
+out = tf.saved_model.load(model_dir).signatures["serving_default"](
+    text=tf.constant(texts), language=tf.constant(["fr"] * len(texts)))
+assert not [m for m in sys.modules if m.startswith("man_tf")]
+print(json.dumps({"labels": [x.decode() for x in out["label"].numpy()],
+                  "probabilities": out["probabilities"].numpy().tolist(),
+                  "expert_weights": out["expert_weights"].numpy().tolist()}))
+"""
+
+
+def test_classifier_with_encoder_input_trains_exports_and_serves(tmp_path):
+    """The encoder input for the other task: reviews in, the encoder's features
+    of their (UnicodeScript) tokens, a label out of the served graph equal to
+    the in-memory model's on features from the training cache."""
+    from man_tf.cli.export import export
+    from man_tf.cli.train import train as train_in_process
+    from man_tf.data import loading, pipeline
+    from man_tf.data.reviews import read_reviews
+    from man_tf.models import inference
+    from man_tf.pretrained import encoder_inputs
+    from man_tf.training import workdir as workdirs
+    from tests.cli.test_train_evaluate import small_webis
+    from tests.helpers import load_config
+
+    config = load_config("amazon_cls")
+    config.data.root = small_webis(str(tmp_path / "webis"))
+    config.domain, config.target = "music", "fr"
+    config.data.dev_from_train, config.data.max_length = 20, 48
+    config.data.buckets = (16, 32)
+    config.model.encoder, config.model.use_words = "e5-small", False
+    config.model.encoder_layers = (6,)
+    for field in ("shared_hidden", "private_hidden", "expert_hidden", "discriminator_hidden"):
+        config.model[field] = 16
+    config.train.steps, config.train.eval_every, config.train.batch_size = 8, 4, 4
+    config.train.precision = "float32"
+    workdir = str(tmp_path / "run")
+    train_in_process(config, workdir)
+    path = export(workdir, str(tmp_path / "saved_models" / "cls"))
+
+    documents = read_reviews(os.path.join(config.data.root, "fr", "music", "test.review"))[:12]
+    trained = workdirs.load_trained(workdir)
+    sentences = [conll.Sentence(t or ("",), None, d.source, d.label) for t, d in
+                 zip(loading.tokenize_texts([d.text for d in documents]), documents)]
+    corpus = loading.encode_split(config, sentences, "fr", trained.languages.index("fr"),
+                                  trained.words, trained.chars, trained.tags,
+                                  config.data.max_length,
+                                  encoder_inputs.encoder_features(trained.config, workdir))
+    assert corpus.features is not None and corpus.features.shape[1:] == (1, 384)
+    predicted = inference.predict_corpus(inference.make_predict_fn(trained.model),
+                                         pipeline.evaluation_batches(corpus, 16), len(corpus))
+    expected = [trained.tags.tags[int(i)] for i in predicted.ids]
+    done = subprocess.run([sys.executable, "-c", CLASSIFY, path,
+                           json.dumps([d.text for d in documents])], capture_output=True,
+                          text=True, cwd="/", env=ENV, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    served = json.loads(done.stdout.strip().splitlines()[-1])
+    assert served["labels"] == expected
+    probabilities = np.array(served["probabilities"])
+    assert probabilities.shape == (len(documents), len(trained.tags.tags))
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
+    # C's gate, a continuous function of the features through the whole
+    # network: served (features computed in the graph) = in memory (cache).
+    np.testing.assert_allclose(np.array(served["expert_weights"]),
+                               np.stack([np.ravel(g) for g in predicted.gates]), atol=2e-3)
