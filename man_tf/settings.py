@@ -8,6 +8,9 @@ source's language id is also its expert index in every mixture of experts.
 
 import os
 
+# Pretrained encoders a model can read (model.encoder): feature size and layers.
+ENCODERS = {"e5-small": {"dim": 384, "layers": 12}}
+
 
 class ConfigError(ValueError):
     """A configuration that cannot work; the message says what to change."""
@@ -74,6 +77,15 @@ def check_config(config):
     if not config.model.get("use_words", True) and any(config.data.embeddings.values()):
         raise ConfigError("data.embeddings given with model.use_words=False: the .vec files "
                           "would be unused; drop them or set --config.model.use_words=True")
+    encoder = config.model.get("encoder", "")
+    if encoder and encoder not in ENCODERS:
+        raise ConfigError(f"model.encoder={encoder!r}: expected '' or one of {sorted(ENCODERS)}")
+    if encoder:
+        layers = tuple(int(layer) for layer in config.model.encoder_layers)
+        top = ENCODERS[encoder]["layers"]
+        if not layers or min(layers) < 0 or max(layers) > top or len(set(layers)) < len(layers):
+            raise ConfigError(f"model.encoder_layers={layers}: expected layers in [0, {top}] "
+                              f"(0: the piece embeddings), each once")
     for name in ("dropout", "word_dropout", "mlp_dropout", "discriminator_dropout",
                  "unk_replacement"):
         value = config.model.get(name, 0.0)

@@ -3,10 +3,10 @@
 
 import os
 
-from man_tf.settings import ConfigError
+from man_tf.settings import ENCODERS, ConfigError
 
 
-ENCODER_DIMS = {"e5-small": 384}  # model.encoder -> feature size
+ENCODER_DIMS = {name: spec["dim"] for name, spec in ENCODERS.items()}  # -> feature size
 
 
 def _e5_weights_and_layers(config):
@@ -25,7 +25,7 @@ def _e5_weights_and_layers(config):
     if not layers or min(layers) < 0 or max(layers) > weights.layers or \
             len(set(layers)) < len(layers):
         raise ConfigError(f"model.encoder_layers={layers}: expected layers in "
-                          f"[0, {weights.layers}], each once")
+                          f"[0, {weights.layers}] (0: the piece embeddings), each once")
     return weights, layers
 
 

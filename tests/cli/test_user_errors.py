@@ -41,6 +41,14 @@ def test_help_shows_the_commands_own_flags(name, flag):
     (["--config.train.stepz=5"],
      "--config.train.stepz: no such config field; did you mean --config.train.steps?"),
     (["--config.model.dropout=1.5"], "model.dropout=1.5: expected a rate in [0, 1)"),
+    (["--config.model.encoder=e5-large"],
+     "model.encoder='e5-large': expected '' or one of ['e5-small']"),
+    (["--config.model.encoder=e5-small", "--config.model.encoder_layers=(7,7)"],
+     "model.encoder_layers=(7, 7): expected layers in [0, 12] (0: the piece embeddings), "
+     "each once"),
+    (["--config.model.encoder=e5-small", "--config.model.encoder_layers=(13,)"],
+     "model.encoder_layers=(13,): expected layers in [0, 12] (0: the piece embeddings), "
+     "each once"),
 ])
 def test_bad_settings_are_one_line_before_anything_is_written(tmp_path, flags, message):
     workdir = tmp_path / "w"
