@@ -246,7 +246,6 @@ def train(config, workdir):
             with writer.as_default(step=step):
                 for k, v in values.items():
                     tf.summary.scalar(k, v)
-                tf.summary.scalar("lambda", config.train.lambd)
                 tf.summary.scalar("learning_rate", config.train.learning_rate)
                 tf.summary.scalar("steps_per_second", rate)
             history.add("train", step, **values, steps_per_second=rate)

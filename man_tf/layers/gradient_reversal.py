@@ -21,7 +21,11 @@ def reverse_gradient(x, scale):
 
 
 class GradientReversal(keras.layers.Layer):
-    """Layer form of :func:`reverse_gradient`; ``scale`` is λ.
+    """Layer form of :func:`reverse_gradient`; ``scale`` is λ's initial value.
+
+    λ lives in one place, the non-trainable float32 variable ``lambd`` (saved
+    with the model): what the backward pass applies is what a trainer reads
+    and logs, and a schedule assigns it between steps without retracing.
 
     Shapes: any ``[...]`` -> the same ``[...]``.
     """
@@ -30,8 +34,14 @@ class GradientReversal(keras.layers.Layer):
         super().__init__(**kwargs)
         self.scale = float(scale)
 
+    def build(self, input_shape=None):
+        self.lambd = self.add_weight(
+            name="lambd", shape=(), dtype="float32", trainable=False,
+            initializer=keras.initializers.Constant(self.scale), autocast=False)
+        super().build(input_shape)
+
     def call(self, x):
-        return reverse_gradient(x, tf.constant(self.scale, x.dtype))
+        return reverse_gradient(x, tf.cast(self.lambd, x.dtype))
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -186,6 +186,12 @@ class ManMoeEncoder(keras.Model):
             features = self.gradient_reversal(features)
         return self.language_discriminator(features, lengths, training=training)
 
+    @property
+    def lambd(self):
+        """λ: the gradient reversal's float32 variable (a trainer reads,
+        logs and may reassign it)."""
+        return self.gradient_reversal.lambd
+
     def discriminator_variables(self):
         return self.language_discriminator.trainable_variables
 
@@ -204,7 +210,7 @@ class ManMoeEncoder(keras.Model):
                                                  tf.float16)
         outputs = self(dummy, training=False)
         features, _ = self.shared_features(dummy)
-        self.discriminate(features, dummy["lengths"])
+        self.discriminate(features, dummy["lengths"], reverse=True)  # builds λ too
         return outputs
 
     def get_config(self):

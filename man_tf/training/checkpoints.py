@@ -24,15 +24,20 @@ def model_variables(model):
     # ("man_moe_tagger_1"), which must not change the checkpoint keys. Dropout
     # RNG states live in globally numbered seed generators: they are keyed by
     # their order in the model instead.
+    # λ (the gradient reversal's variable) is not saved: it is a setting
+    # (train.lambd, or a schedule's value at the step), not learned, and
+    # checkpoints from before it was a variable restore unchanged.
+    kept = [v for v in model.variables
+            if v is not getattr(getattr(model, "gradient_reversal", None), "lambd", None)]
     paths, rng = [], 0
-    for v in model.variables:
+    for v in kept:
         if v.path.endswith("seed_generator_state"):
             paths.append(f"rng/{rng}")
             rng += 1
         else:
             paths.append(v.path.split("/", 1)[-1])
-    variables = dict(zip(paths, model.variables))
-    if len(variables) != len(model.variables):
+    variables = dict(zip(paths, kept))
+    if len(variables) != len(kept):
         raise ValueError(f"duplicate variable paths: "
                          f"{sorted({p for p in paths if paths.count(p) > 1})}")
     return variables

@@ -39,19 +39,27 @@ class AdversarialTrainer:
         and ``mask``, and whose ``label_key`` names the batch's label field.
       strategy: a ``tf.distribute.Strategy`` (the model was built in its scope).
       num_languages: all languages (sources first, in source order).
-      lambd: λ, adversarial weight (0 disables the adversarial term; D is
-        still trained when ``discriminator_steps > 0``, to monitor F_s).
+      lambd: λ, adversarial weight, assigned to the model's λ variable (the
+        one its gradient reversal applies); None keeps the model's (its
+        config's). λ = 0 here leaves the adversarial term out of the step
+        (D is still trained when ``discriminator_steps > 0``, to monitor
+        F_s); a positive λ may be reassigned between steps
+        (``trainer.lambd.assign``: a schedule), and every step logs the
+        value it applied.
       discriminator_steps: k, D updates per iteration (0: no D at all).
     """
 
     def __init__(self, model, strategy, num_languages, learning_rate=1e-3,
-                 d_learning_rate=1e-3, lambd=0.002, discriminator_steps=1,
+                 d_learning_rate=1e-3, lambd=None, discriminator_steps=1,
                  gate_loss_weight=0.01, tag_gate_loss_weight=0.01, jit_compile=False):
         self.model = model
         self.strategy = strategy
         self.num_languages = int(num_languages)
-        self.lambd = float(lambd)
+        self.lambd = model.lambd  # one λ: the variable the reversal layer applies
+        if lambd is not None:
+            self.lambd.assign(float(lambd))
         self.discriminator_steps = int(discriminator_steps)
+        self._adversarial = float(self.lambd.numpy()) > 0 and self.discriminator_steps > 0
         self.gate_loss_weight = float(gate_loss_weight)
         self.tag_gate_loss_weight = float(tag_gate_loss_weight)
         with strategy.scope():
@@ -84,7 +92,8 @@ class AdversarialTrainer:
 
     @property
     def adversarial(self):
-        return self.lambd > 0 and self.discriminator_steps > 0
+        """Whether the step holds the adversarial term (λ > 0 when built)."""
+        return self._adversarial
 
     # -- losses -------------------------------------------------------------
 
@@ -160,7 +169,7 @@ class AdversarialTrainer:
                     outputs["adversarial_logits"], unlabeled, outputs["adversarial_mask"])
                 # Through the reversal layer: minimising this trains D's input,
                 # F_s, to *raise* D's loss, scaled by λ.
-                objective = total - self.lambd * adversarial
+                objective = total - tf.cast(self.lambd, total.dtype) * adversarial
                 total += adversarial
                 logs["adversarial_d_loss"] = adversarial
             else:
@@ -240,4 +249,5 @@ class AdversarialTrainer:
                 logs[f"{name}_accuracy"] = raw[f"{name}_correct"] / tf.maximum(count, 1.0)
         if "d_correct" in raw:
             logs["d_accuracy"] = raw["d_correct"] / tf.maximum(raw["d_count"], 1.0)
+        logs["lambda"] = tf.identity(self.lambd)  # the value this step applied
         return logs

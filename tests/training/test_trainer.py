@@ -83,6 +83,41 @@ def test_reversal_sends_minus_lambda_gradient_to_shared_encoder(data):
         np.testing.assert_allclose(r.numpy(), -0.002 * p.numpy(), rtol=1e-4, atol=1e-9)
 
 
+def test_lambda_lives_in_one_place_and_a_step_logs_the_value_it_applied(data):
+    labeled, unlabeled, vocabularies = data
+    model = tiny_model(vocabularies, **NO_DROPOUT)
+    model.build_all()
+    trainer = make_trainer(model, lambd=0.01)  # assigns the model's λ variable
+    assert trainer.lambd is model.lambd and float(model.lambd.numpy()) == pytest.approx(0.01)
+    batch = first_batch(labeled, unlabeled)["unlabeled"]
+    shared = model.shared_encoder.trainable_variables
+
+    def reversed_over_plain():
+        with tf.GradientTape(persistent=True) as tape:
+            features, _ = model.shared_features(batch)
+            reversed_loss = tf.reduce_sum(model.discriminate(features, batch["lengths"],
+                                                             reverse=True))
+            plain_loss = tf.reduce_sum(model.discriminate(features, batch["lengths"]))
+        r, p = tape.gradient(reversed_loss, shared)[0], tape.gradient(plain_loss, shared)[0]
+        return float(tf.reduce_sum(r * p) / tf.reduce_sum(p * p))
+
+    assert reversed_over_plain() == pytest.approx(-0.01, rel=1e-4)
+    # A schedule assigns λ between steps: the reversal applies the new value
+    # (no retrace) and the step logs it.
+    trainer.lambd.assign(0.05)
+    assert reversed_over_plain() == pytest.approx(-0.05, rel=1e-4)
+    stream = iter(pipeline.training_stream(labeled, unlabeled, 8, seed=0))
+    logs = trainer.train_step(next(stream))
+    assert float(logs["lambda"]) == pytest.approx(0.05)
+    # λ is a setting, not learned: not in the model's checkpoint keys.
+    from man_tf.training.checkpoints import model_variables
+    assert all(v is not model.lambd for v in model_variables(model).values())
+    # Without an explicit λ the trainer keeps the model's (its config's).
+    other = tiny_model(vocabularies, seed=1, **NO_DROPOUT)
+    other.build_all()
+    assert float(make_trainer(other).lambd.numpy()) == pytest.approx(0.002)
+
+
 def test_gate_loss_targets_are_source_ids_in_source_order(data):
     labeled, unlabeled, vocabularies = data
     model = tiny_model(vocabularies, **NO_DROPOUT)
