@@ -128,16 +128,26 @@ def main():
                         help="comma-separated substrings: measure only the variants whose "
                              "name contains one (the others keep their stored rows); "
                              "'extraction' for the encoder feature extraction")
+    parser.add_argument("--table_only", action="store_true",
+                        help="only rewrite results/speed.md from results/speed.json")
     args = parser.parse_args()
+    if args.table_only:
+        stored = common.load("speed.json")
+        write_table(stored, stored["steps_timed"], stored["warmup_steps"])
+        return
     only = [o for o in args.only.split(",") if o]
     stored = common.load("speed.json") or {}
     results = dict(stored.get("variants", {})) if only else {}
+    for row in results.values():  # rows kept from an earlier run keep its when/where
+        for key in ("date", "commit", "machine", "command"):
+            row.setdefault(key, stored.get(key))
     for name, overrides in VARIANTS.items():
         if only and not any(o in name for o in only):
             continue
         results[name] = {"overrides": overrides, **measure(overrides, args.steps, args.warmup),
                          "command": "python benchmarks/speed.py " + " ".join(sys.argv[1:]),
-                         "date": common.today(), "commit": common.git_commit()}
+                         "date": common.today(), "commit": common.git_commit(),
+                         "machine": common.machine()}
         print(name, json.dumps(results[name]), flush=True)
     extraction = stored.get("extraction")
     if not only or "extraction" in only:
@@ -152,16 +162,23 @@ def main():
                          "3.6 s/iteration (char-CNN on), 1.5 s (off); goal < 0.7 s",
             "variants": results, "extraction": extraction}
     common.save("speed.json", data)
+    write_table(data, args.steps, args.warmup)
+
+
+def write_table(data, steps, warmup):
+    results, extraction = data["variants"], data.get("extraction")
     lines = ["# Training speed, CoNLL 3->1 (target de), default layer sizes",
-             "", f"`{data['command']}` on {data['machine']}, {data['date']} (commit "
-             f"{data['commit']}). Mean of {args.steps} iterations after {args.warmup} warm-up.",
+             "", f"Last run: `{data['command']}` on {data['machine']}, {data['date']} (commit "
+             f"{data['commit']}). Mean of {steps} iterations after {warmup} warm-up; "
+             f"rows measured in other runs say when and where (machines differ: compare "
+             f"rows of one machine only).",
              "", "| variant | precision | s/iteration | iterations/s | source tokens/s | "
-             "eval sentences/s | measured |", "|---|---|---|---|---|---|---|"]
+             "eval sentences/s | measured (date, commit, machine) |", "|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         lines.append(f"| {name} | {r['precision']} | {r['seconds_per_iteration']:.3f} | "
                      f"{r['iterations_per_s']:.2f} | {r['source_tokens_per_s']:.0f} | "
                      f"{r['eval_sentences_per_s']:.0f} | {r.get('date', data['date'])}, "
-                     f"{r.get('commit', data['commit'])} |")
+                     f"{r.get('commit', data['commit'])}, {r.get('machine', data['machine'])} |")
     lines += ["", data["reference"] + "."]
     if extraction:
         lines += ["", "## Encoder feature extraction", "",
