@@ -77,20 +77,27 @@ def check_config(config):
     if not config.model.get("use_words", True) and any(config.data.embeddings.values()):
         raise ConfigError("data.embeddings given with model.use_words=False: the .vec files "
                           "would be unused; drop them or set --config.model.use_words=True")
-    encoder = config.model.get("encoder", "")
-    if encoder and encoder not in ENCODERS:
-        raise ConfigError(f"model.encoder={encoder!r}: expected '' or one of {sorted(ENCODERS)}")
-    if encoder:
-        layers = tuple(int(layer) for layer in config.model.encoder_layers)
-        top = ENCODERS[encoder]["layers"]
-        if not layers or min(layers) < 0 or max(layers) > top or len(set(layers)) < len(layers):
-            raise ConfigError(f"model.encoder_layers={layers}: expected layers in [0, {top}] "
-                              f"(0: the piece embeddings), each once")
+    if config.model.get("encoder", ""):
+        encoder_layers(config)
     for name in ("dropout", "word_dropout", "mlp_dropout", "discriminator_dropout",
                  "unk_replacement"):
         value = config.model.get(name, 0.0)
         if not 0.0 <= value < 1.0:
             raise ConfigError(f"model.{name}={value}: expected a rate in [0, 1)")
+
+
+def encoder_layers(config):
+    """``model.encoder_layers`` as a tuple, after checking ``model.encoder``
+    and that each layer exists in it, once."""
+    encoder = config.model.get("encoder", "")
+    if encoder not in ENCODERS:
+        raise ConfigError(f"model.encoder={encoder!r}: expected '' or one of {sorted(ENCODERS)}")
+    layers = tuple(int(layer) for layer in config.model.encoder_layers)
+    top = ENCODERS[encoder]["layers"]
+    if not layers or min(layers) < 0 or max(layers) > top or len(set(layers)) < len(layers):
+        raise ConfigError(f"model.encoder_layers={layers}: expected layers in [0, {top}] "
+                          f"(0: the piece embeddings), each once")
+    return layers
 
 
 def data_path(config, lang, split):

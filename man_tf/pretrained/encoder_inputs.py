@@ -3,7 +3,7 @@
 
 import os
 
-from man_tf.settings import ENCODERS, ConfigError
+from man_tf.settings import ENCODERS, ConfigError, encoder_layers
 
 
 ENCODER_DIMS = {name: spec["dim"] for name, spec in ENCODERS.items()}  # -> feature size
@@ -13,19 +13,11 @@ def _e5_weights_and_layers(config):
     """(weights, layers) for ``model.encoder``; one-line errors."""
     from man_tf.pretrained import e5_file
 
-    name = config.model.get("encoder", "")
-    if name not in ENCODER_DIMS:
-        raise ConfigError(f"model.encoder={name!r}: expected '' or one of "
-                          f"{sorted(ENCODER_DIMS)}")
+    layers = encoder_layers(config)  # checks model.encoder too
     try:
         weights = e5_file.read_e5()
     except e5_file.WeightsFileError as e:
         raise ConfigError(str(e)) from None
-    layers = tuple(int(layer) for layer in config.model.encoder_layers)
-    if not layers or min(layers) < 0 or max(layers) > weights.layers or \
-            len(set(layers)) < len(layers):
-        raise ConfigError(f"model.encoder_layers={layers}: expected layers in "
-                          f"[0, {weights.layers}] (0: the piece embeddings), each once")
     return weights, layers
 
 

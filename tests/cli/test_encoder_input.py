@@ -177,20 +177,11 @@ def test_classifier_with_encoder_input_trains_exports_and_serves(tmp_path):
     from man_tf.models import inference
     from man_tf.pretrained import encoder_inputs
     from man_tf.training import workdir as workdirs
-    from tests.cli.test_train_evaluate import small_webis
-    from tests.helpers import load_config
+    from tests.export.test_classifier_export import small_classifier_config
 
-    config = load_config("amazon_cls")
-    config.data.root = small_webis(str(tmp_path / "webis"))
-    config.domain, config.target = "music", "fr"
-    config.data.dev_from_train, config.data.max_length = 20, 48
-    config.data.buckets = (16, 32)
+    config = small_classifier_config(tmp_path, steps=8, eval_every=4)
     config.model.encoder, config.model.use_words = "e5-small", False
     config.model.encoder_layers = (6,)
-    for field in ("shared_hidden", "private_hidden", "expert_hidden", "discriminator_hidden"):
-        config.model[field] = 16
-    config.train.steps, config.train.eval_every, config.train.batch_size = 8, 4, 4
-    config.train.precision = "float32"
     workdir = str(tmp_path / "run")
     train_in_process(config, workdir)
     path = export(workdir, str(tmp_path / "saved_models" / "cls"))

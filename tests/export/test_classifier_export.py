@@ -27,9 +27,8 @@ print(json.dumps({"labels": [x.decode() for x in out["label"].numpy()],
 """
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cls")
+def small_classifier_config(root, steps, eval_every):
+    """music -> fr on a small real Webis-CLS-10 subset, 16-unit layers, float32."""
     config = load_config("amazon_cls")
     config.data.root = small_webis(str(root / "webis"))
     config.domain, config.target = "music", "fr"
@@ -38,8 +37,15 @@ def exported(tmp_path_factory):
     config.model.word_dim = 16
     for field in ("shared_hidden", "private_hidden", "expert_hidden", "discriminator_hidden"):
         config.model[field] = 16
-    config.train.steps, config.train.eval_every, config.train.batch_size = 30, 10, 4
+    config.train.steps, config.train.eval_every, config.train.batch_size = steps, eval_every, 4
     config.train.precision = "float32"
+    return config
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cls")
+    config = small_classifier_config(root, steps=30, eval_every=10)
     workdir = str(root / "run")
     train(config, workdir)
     return config, workdir, export(workdir, str(root / "saved_models" / "cls"))
