@@ -69,3 +69,42 @@ import tensorflow_text  # noqa: F401
 
 def snapshot(variables):
     return [tf.identity(v).numpy().copy() for v in variables]
+
+
+def adversarial(model, num_languages=4, learning_rate=1e-3, **kwargs):
+    """``model`` wrapped for ``fit`` and compiled with the default optimizers."""
+    from man_tf.training.adversarial import AdversarialModel
+    from man_tf.training.optimizers import LazyAdam
+
+    wrapped = AdversarialModel(model, num_languages, **kwargs)
+    wrapped.compile(optimizer=LazyAdam(learning_rate),
+                    d_optimizer=keras.optimizers.Adam(learning_rate))
+    return wrapped
+
+
+class StepLogs(keras.callbacks.Callback):
+    """Records each step's own logs (resetting the trackers after each)."""
+
+    def __init__(self):
+        super().__init__()
+        self.logs = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.logs.append({k: float(v) for k, v in logs.items()})
+        self.model.reset_metrics()
+
+
+def fit_steps(model, dataset, steps):
+    """Runs ``steps`` steps of ``model.fit`` on ``dataset`` (a ``tf.data``
+    dataset is repeated); returns the per-step logs."""
+    record = StepLogs()
+    if isinstance(dataset, tf.data.Dataset):
+        dataset = dataset.repeat()
+    model.fit(dataset, epochs=1, steps_per_epoch=steps, callbacks=[record], verbose=0,
+              shuffle=False)
+    return record.logs
+
+
+def fit_batch(model, batch):
+    """One ``fit`` step on ``batch``; returns its logs."""
+    return fit_steps(model, tf.data.Dataset.from_tensors(batch), 1)[0]

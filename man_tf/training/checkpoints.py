@@ -46,18 +46,27 @@ def model_variables(model):
 class TrainingState:
     """Everything a resumed run needs; ``step`` and ``best_score`` are variables."""
 
-    def __init__(self, workdir, model, optimizer, d_optimizer, keep=3, iterator=None):
+    def __init__(self, workdir, model, optimizer, d_optimizer, keep=3):
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.best_score = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_score")
         self.best_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="best_step")
-        extra = {"iterator": iterator} if iterator is not None else {}
         self.checkpoint = tf.train.Checkpoint(
             model=model_variables(model), optimizer=optimizer, d_optimizer=d_optimizer,
-            step=self.step, best_score=self.best_score, best_step=self.best_step, **extra)
+            step=self.step, best_score=self.best_score, best_step=self.best_step)
         self.latest = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(workdir, "checkpoints"), max_to_keep=keep)
         self.best = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(workdir, "best"), max_to_keep=1)
+
+    def attach_iterator(self, iterator):
+        """Saves ``iterator``'s position with every later checkpoint."""
+        self.checkpoint.iterator = iterator
+
+    @property
+    def saved_step(self):
+        """The step of the latest saved checkpoint (0: none)."""
+        path = self.latest.latest_checkpoint
+        return int(path.rsplit("-", 1)[-1]) if path else 0
 
     def restore_latest(self, path=None):
         """Restores ``path`` (default: this manager's latest checkpoint) if

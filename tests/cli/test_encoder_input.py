@@ -171,7 +171,7 @@ def test_classifier_with_encoder_input_trains_exports_and_serves(tmp_path):
     of their (UnicodeScript) tokens, a label out of the served graph equal to
     the in-memory model's on features from the training cache."""
     from man_tf.cli.export import export
-    from man_tf.cli.train import train as train_in_process
+    from man_tf.training.train import train as train_in_process
     from man_tf.data import loading, pipeline
     from man_tf.data.reviews import read_reviews
     from man_tf.models import inference

@@ -11,7 +11,7 @@ from man_tf.data import loading
 from man_tf.training import workdir as workdirs
 from man_tf.cli.export import export
 from man_tf.cli.predict import predict_lines
-from man_tf.cli.train import train
+from man_tf.training.train import train
 from man_tf.data import conll, pipeline
 from man_tf.data.reviews import read_reviews
 from man_tf.models import inference

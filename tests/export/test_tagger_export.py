@@ -15,7 +15,7 @@ from man_tf import settings
 from man_tf.training import workdir as workdirs
 from man_tf.cli.export import export
 from man_tf.cli.predict import predict_lines, resolve_model_dir
-from man_tf.cli.train import train
+from man_tf.training.train import train
 from man_tf.data import conll, pipeline, vocab
 from man_tf.export import saved_model
 from man_tf.models import inference

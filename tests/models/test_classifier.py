@@ -11,9 +11,8 @@ from man_tf.data.reviews import read_reviews
 from man_tf.data.vocab import CharVocabulary, WordVocabulary
 from man_tf.layers import AttentionPooling
 from man_tf.models import ManMoeClassifier
-from man_tf.training.trainer import AdversarialTrainer
 from tests.conftest import SHARED_DATA
-from tests.helpers import TINY
+from tests.helpers import TINY, adversarial, fit_steps
 
 WEBIS = os.path.join(SHARED_DATA, "webis-cls-10")
 
@@ -78,8 +77,8 @@ def test_sentence_level_outputs(review_data):
 def test_tiny_training_on_real_reviews_lowers_the_loss(review_data):
     labeled, unlabeled, words, chars = review_data
     model = make_model(words, chars, dropout=0.0, word_dropout=0.0, mlp_dropout=0.0)
-    trainer = AdversarialTrainer(model, tf.distribute.get_strategy(), 3, learning_rate=1e-2)
-    stream = iter(pipeline.training_stream(labeled, unlabeled, 8, seed=0))
-    history = [float(trainer.train_step(next(stream))["task_loss"]) for _ in range(100)]
+    trainer = adversarial(model, num_languages=3, learning_rate=1e-2)
+    stream = pipeline.training_stream(labeled, unlabeled, 8, seed=0)
+    history = [logs["task_loss"] for logs in fit_steps(trainer, stream, 100)]
     # Two source languages: the summed loss starts near 2 ln 2.
     assert np.mean(history[-8:]) < 0.8 * np.mean(history[:4]), history

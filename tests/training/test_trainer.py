@@ -1,5 +1,4 @@
-import itertools
-
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -8,9 +7,10 @@ from man_tf.data import conll, pipeline
 from man_tf.data.vocab import CharVocabulary, TagVocabulary, WordVocabulary
 from man_tf.training import losses
 from man_tf.training.optimizers import LazyAdam
-from man_tf.training.trainer import AdversarialTrainer
+from man_tf.training.adversarial import AdversarialModel, distribute_stream
 from tests.conftest import conll_file
-from tests.helpers import (NO_DROPOUT, first_batch, sample_corpora, snapshot, tiny_model)
+from tests.helpers import (NO_DROPOUT, adversarial, first_batch, fit_batch, fit_steps,
+                           sample_corpora, snapshot, tiny_model)
 
 
 @pytest.fixture(scope="module")
@@ -18,9 +18,13 @@ def data():
     return sample_corpora()
 
 
-def make_trainer(model, strategy=None, **kwargs):
-    strategy = strategy or tf.distribute.get_strategy()
-    return AdversarialTrainer(model, strategy, num_languages=4, **kwargs)
+def make_trainer(model, **kwargs):
+    return adversarial(model, num_languages=4, **kwargs)
+
+
+def test_the_step_is_keras_train_step_run_by_fit():
+    assert AdversarialModel.train_step is not keras.Model.train_step
+    assert issubclass(AdversarialModel, keras.Model)
 
 
 def changed(before, variables):
@@ -33,7 +37,7 @@ def test_discriminator_update_touches_only_d(data):
     trainer = make_trainer(model)
     batch = first_batch(labeled, unlabeled)
     main_before, d_before = snapshot(trainer.main_variables), snapshot(trainer.d_variables)
-    trainer._discriminator_update(batch["discriminator"][0])
+    trainer.discriminator_update(batch["discriminator"][0])
     assert not any(changed(main_before, trainer.main_variables))
     assert all(changed(d_before, trainer.d_variables))
 
@@ -44,7 +48,7 @@ def test_main_update_leaves_d_unchanged(data):
     trainer = make_trainer(model)
     batch = first_batch(labeled, unlabeled)
     main_before, d_before = snapshot(trainer.main_variables), snapshot(trainer.d_variables)
-    trainer._main_update(batch["labeled"], batch["unlabeled"])
+    trainer.main_update(batch["labeled"], batch["unlabeled"])
     assert not any(changed(d_before, trainer.d_variables))
     moved = changed(main_before, trainer.main_variables)
     assert sum(moved) >= len(moved) - 1  # the unused char <pad> row may not move
@@ -56,7 +60,7 @@ def test_the_two_optimizers_own_disjoint_variables(data):
     main = {id(v) for v in trainer.main_variables}
     d = {id(v) for v in trainer.d_variables}
     assert main and d and not main & d
-    assert len(main | d) == len(trainer.model.trainable_variables)
+    assert len(main | d) == len(trainer.man_moe.trainable_variables)
 
 
 def test_frozen_embeddings_never_change(data):
@@ -64,8 +68,7 @@ def test_frozen_embeddings_never_change(data):
     model = tiny_model(vocabularies, word_embeddings_trainable=False)
     trainer = make_trainer(model)
     before = model.word_embedding.embeddings.numpy().copy()
-    for batch in itertools.islice(iter(pipeline.training_stream(labeled, unlabeled, 4, 0)), 3):
-        trainer.train_step(batch)
+    fit_steps(trainer, pipeline.training_stream(labeled, unlabeled, 4, 0), 3)
     np.testing.assert_array_equal(model.word_embedding.embeddings.numpy(), before)
     assert all(v is not model.word_embedding.embeddings for v in trainer.main_variables)
 
@@ -106,8 +109,7 @@ def test_lambda_lives_in_one_place_and_a_step_logs_the_value_it_applied(data):
     # (no retrace) and the step logs it.
     trainer.lambd.assign(0.05)
     assert reversed_over_plain() == pytest.approx(-0.05, rel=1e-4)
-    stream = iter(pipeline.training_stream(labeled, unlabeled, 8, seed=0))
-    logs = trainer.train_step(next(stream))
+    logs = fit_steps(trainer, pipeline.training_stream(labeled, unlabeled, 8, seed=0), 1)[0]
     assert float(logs["lambda"]) == pytest.approx(0.05)
     # λ is a setting, not learned: not in the model's checkpoint keys.
     from man_tf.training.checkpoints import model_variables
@@ -133,7 +135,7 @@ def test_gate_loss_targets_are_source_ids_in_source_order(data):
         token_logits = logits[rows][mask.numpy()[rows]]
         log_softmax = token_logits - np.log(np.exp(token_logits).sum(-1, keepdims=True))
         expected += -log_softmax[:, lang].mean()
-    logs = trainer._main_update(batch, None)
+    logs = trainer.main_update(batch, None)
     np.testing.assert_allclose(float(logs["gate_loss"]), expected, rtol=1e-5)
 
 
@@ -162,11 +164,11 @@ def test_two_replicas_give_the_same_update_as_one(data):
                      tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
         with strategy.scope():
             model = tiny_model(vocabularies, seed=3, **NO_DROPOUT)
-            trainer = make_trainer(model, strategy)
+            trainer = make_trainer(model)
         assert strategy.num_replicas_in_sync in (1, 2)
-        dataset = tf.data.Dataset.from_tensors(batch)
-        logs = trainer.train_step(next(iter(trainer.distribute(dataset))))
-        results.append((snapshot(model.variables), {k: float(v) for k, v in logs.items()}))
+        dataset = tf.data.Dataset.from_tensors(batch).repeat()
+        logs = fit_steps(trainer, distribute_stream(strategy, dataset), 1)[0]
+        results.append((snapshot(model.variables), logs))
     (one, logs_one), (two, logs_two) = results
     for a, b in zip(one, two):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
@@ -192,10 +194,9 @@ def test_tiny_training_run_on_real_conll_lowers_task_loss():
                          char_embedding_dim=16, char_filters=16, char_output_dim=16,
                          shared_hidden=32, private_hidden=32, expert_hidden=32,
                          discriminator_filters=16, discriminator_hidden=32)
-    model.build_all()
-    trainer = AdversarialTrainer(model, tf.distribute.get_strategy(), 3)
-    stream = iter(pipeline.training_stream(labeled, unlabeled, 16, seed=0))
-    history = [float(trainer.train_step(next(stream))["task_loss"]) for _ in range(60)]
+    trainer = adversarial(model, num_languages=3)
+    stream = pipeline.training_stream(labeled, unlabeled, 16, seed=0)
+    history = [logs["task_loss"] for logs in fit_steps(trainer, stream, 60)]
     assert np.mean(history[-10:]) < 0.6 * np.mean(history[:5]), history
 
 
@@ -229,7 +230,7 @@ def test_per_token_mlp_discriminator_trains(data):
     model = tiny_model(vocabularies, discriminator="mlp")
     trainer = make_trainer(model)
     d_before = snapshot(trainer.d_variables)
-    logs = trainer.train_step(first_batch(labeled, unlabeled))
+    logs = fit_batch(trainer, first_batch(labeled, unlabeled))
     assert np.isfinite(float(logs["adversarial_d_loss"]))
     assert 0.0 <= float(logs["d_accuracy"]) <= 1.0
     assert all(changed(d_before, trainer.d_variables))
@@ -248,6 +249,6 @@ def test_mixed_float16_uses_loss_scaling_and_trains(data):
     # Gates and log-probabilities stay float32 under a float16 policy.
     assert out["log_probs"].dtype == tf.float32 and out["gate_logits"].dtype == tf.float32
     before = snapshot(trainer.main_variables)
-    logs = trainer.train_step(first_batch(labeled, unlabeled))
+    logs = fit_batch(trainer, first_batch(labeled, unlabeled))
     assert np.isfinite(float(logs["total_loss"]))
     assert any(changed(before, trainer.main_variables))
