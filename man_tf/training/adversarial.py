@@ -162,6 +162,14 @@ class AdversarialModel(keras.Model):
         """What ``d_optimizer`` updates: D's variables."""
         return self.man_moe.discriminator_variables()
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras (3.15, TF backend) peeks at a batch under a strategy to build
+        # unbuilt parts symbolically, and under MultiWorkerMirroredStrategy
+        # that peek fails (it reduces the batch's dicts). Everything here is
+        # built before fit: the model in __init__, both optimizers in compile,
+        # the trackers at creation.
+        return
+
     # -- the data iterator, for exact resume ---------------------------------
 
     def add_iterator_hook(self, hook):
@@ -171,22 +179,38 @@ class AdversarialModel(keras.Model):
         self.__dict__.setdefault("_iterator_hooks", []).append(hook)
 
     def make_train_function(self, force=False):
-        super().make_train_function(force)
-        function = self.train_function
-        if getattr(function, "sees_iterator", False):
-            return function
+        """One ``fit`` step: the next batch of the iterator Keras hands over,
+        ``strategy.run(train_step)``, and the first replica's logs (all
+        replicas hold the same, all-reduced values; Keras' own reduction
+        averages them, which fails on scalars under
+        MultiWorkerMirroredStrategy in Keras 3.15). New iterators go through
+        the iterator hooks first. One trace serves every batch shape: the
+        iterator's element spec has unknown batch and time dimensions, so a
+        resumed run runs the same graph as an uninterrupted one."""
+        if self.train_function is not None and not force:
+            return self.train_function
+        strategy = self.distribute_strategy
+
+        def step_on_data(data):
+            outputs = strategy.run(self.train_step, args=(data,))
+            return {k: strategy.experimental_local_results(v)[0] for k, v in outputs.items()}
+
+        if self.jit_compile:
+            step_on_data = tf.function(step_on_data, jit_compile=True, reduce_retracing=True)
+
+        @tf.function(reduce_retracing=True)
+        def step_on_iterator(iterator):
+            return step_on_data(next(iterator))
+
         seen = []
 
         def train_function(iterator):
-            # Keras hands the epoch's iterator to every call: new ones go
-            # through the hooks first. (Kept out of Keras' attribute tracking.)
             if not seen or seen[-1] is not iterator:
                 seen[:] = [iterator]
                 for hook in self.__dict__.get("_iterator_hooks", []):
                     hook(iterator)
-            return function(iterator)
+            return step_on_iterator(iterator)
 
-        train_function.sees_iterator = True
         self.train_function = train_function
         return train_function
 
