@@ -45,7 +45,7 @@ from man_tf.models import building
 from man_tf.data import loading
 from man_tf.data import pipeline
 from man_tf.training import strategy as strategies
-from man_tf.training.trainer import AdversarialTrainer
+from man_tf.training.adversarial import AdversarialModel
 config = common.conll_config()
 for key, value in {data_overrides!r}.items():
     config.data[key] = value
@@ -57,8 +57,9 @@ labeled, unlabeled = loading.encode_data(config, data, words, chars, tags)
 with strategy.scope():
     model = building.build_model(config, words.size, len(chars), len(tags), len(data.sources),
                                    list(words.offsets.values()))
-    model.build_all()
-    trainer = AdversarialTrainer(model, strategy, len(data.languages))
+    trainer = AdversarialModel(model, len(data.languages))
+    trainer.compile()
+step = trainer.make_train_function()  # what fit runs per step, on an iterator
 lab = [labeled[l] for l in data.sources]
 unl = [unlabeled[l] for l in data.languages]
 
@@ -71,19 +72,18 @@ def longest(corpora, labeled_rows):
 if {kind!r} == "stream":
     stream = pipeline.training_stream(lab, unl, 16, 1, buckets=tuple(config.data.buckets))
     batches = iter(stream)
-    warm = next(batches)
-    trainer.train_step(warm)
-    timed = [next(batches) for _ in range({steps})]
+    timed = {steps}
 else:
     u = longest(unl, False)
     warm = {{"labeled": longest(lab, True), "discriminator": (u,), "unlabeled": u}}
-    timed = [warm]
-    trainer.train_step(warm)  # first call traces; the timed one below is the same batch
+    batches = iter(tf.data.Dataset.from_tensors(warm).repeat())
+    timed = 1
+step(batches)  # the first call traces; in "longest" the timed one is the same batch
 start = time.perf_counter()
-for batch in timed:
-    logs = trainer.train_step(batch)
+for _ in range(timed):
+    logs = step(batches)
 float(logs["task_loss"])
-elapsed = (time.perf_counter() - start) / len(timed)
+elapsed = (time.perf_counter() - start) / timed
 longest_tokens = max(int(np.max(c.lengths)) for c in lab + unl)
 print("RESULT " + json.dumps({{
     "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,

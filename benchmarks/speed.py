@@ -50,7 +50,7 @@ from man_tf.data import loading
 from man_tf.data import pipeline
 from man_tf.models import inference
 from man_tf.training import strategy as strategies
-from man_tf.training.trainer import AdversarialTrainer
+from man_tf.training.adversarial import AdversarialModel, distribute_stream
 strategies.configure_cpu_devices(config.train.num_cpu_devices)
 strategy = strategies.make_strategy(config.train.strategy)
 precision = strategies.set_precision(config.train.precision)
@@ -61,22 +61,23 @@ labeled, unlabeled = loading.encode_data(config, data, words, chars, tags, featu
 with strategy.scope():
     model = building.build_model(config, words.size, len(chars), len(tags), len(data.sources),
                                    list(words.offsets.values()))
-    model.build_all()
-    trainer = AdversarialTrainer(model, strategy, len(data.languages),
-                                 jit_compile=config.train.jit_compile)
+    trainer = AdversarialModel(model, len(data.languages), config.train.lambd,
+                               config.train.discriminator_steps)
+    trainer.compile(jit_compile=config.train.jit_compile)
+step = trainer.make_train_function()  # what fit runs per step, on an iterator
 stream = pipeline.training_stream([labeled[l] for l in data.sources],
                                   [unlabeled[l] for l in data.languages],
                                   config.train.batch_size, 1, buckets=tuple(config.data.buckets))
-it = iter(trainer.distribute(stream))
+it = iter(strategy.experimental_distribute_dataset(distribute_stream(strategy, stream)))
 token_stream = iter(stream)
 for _ in range({warmup}):
-    trainer.train_step(next(it))
+    step(it)
     next(token_stream)
 # The same stream, undistributed, counts the source tokens of the timed steps.
 tokens = sum(int(tf.reduce_sum(next(token_stream)["labeled"]["lengths"])) for _ in range({steps}))
 start = time.perf_counter()
 for _ in range({steps}):
-    logs = trainer.train_step(next(it))
+    logs = step(it)
 float(logs["task_loss"])
 elapsed = time.perf_counter() - start
 max_length = (config.data.max_length or None) if config.get("task") == "classification" else None

@@ -14,7 +14,8 @@ CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 def load_config_file(name_or_path):
     """``"conll_ner"`` (a file in the project's ``configs/``) or a path ->
     its ``get_config()``; ``"path.py:arg"`` calls ``get_config("arg")``, as
-    ``--config=path.py:arg`` does."""
+    ``--config=path.py:arg`` does. A relative ``data.root`` is made absolute
+    as the commands do (relative to the file's project)."""
     name_or_path, _, arg = name_or_path.partition(":")
     path = name_or_path if name_or_path.endswith(".py") else \
         os.path.join(CONFIG_DIR, f"{name_or_path}.py")
@@ -24,4 +25,8 @@ def load_config_file(name_or_path):
         os.path.splitext(os.path.basename(path))[0], path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config(arg) if arg else module.get_config()
+    config = module.get_config(arg) if arg else module.get_config()
+    if "data" in config:
+        from man_tf.settings import resolve_data_root
+        resolve_data_root(config, path)  # as man-tf-train does: from any directory
+    return config

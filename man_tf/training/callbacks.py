@@ -10,7 +10,6 @@ every callback fires at the same steps as in an uninterrupted run.
 
 import json
 import math
-import os
 import time
 
 import keras

@@ -79,7 +79,7 @@ print(json.dumps({"tags": [[t.decode() for t in row[:n]] for row, n in
 
 def test_export_holds_the_encoder_and_serves_the_evaluated_tags(trained, exported):
     results = json.load(open(os.path.join(trained, "results.json"), encoding="utf-8"))
-    from man_tf.cli.evaluate import evaluate
+    from man_tf.training.evaluate import evaluate
 
     scores, output = evaluate(trained, "test")
     assert scores.primary == pytest.approx(results["test_f1"])
@@ -170,7 +170,7 @@ def test_classifier_with_encoder_input_trains_exports_and_serves(tmp_path):
     """The encoder input for the other task: reviews in, the encoder's features
     of their (UnicodeScript) tokens, a label out of the served graph equal to
     the in-memory model's on features from the training cache."""
-    from man_tf.cli.export import export
+    from man_tf.export.from_workdir import export
     from man_tf.training.train import train as train_in_process
     from man_tf.data import loading, pipeline
     from man_tf.data.reviews import read_reviews

@@ -9,7 +9,7 @@ import pytest
 
 from man_tf.data import loading
 from man_tf import settings
-from man_tf.cli.evaluate import evaluate
+from man_tf.training.evaluate import evaluate
 from man_tf.training.train import train
 from tests.helpers import ROOT, load_config
 

@@ -9,8 +9,8 @@ import pytest
 
 from man_tf.data import loading
 from man_tf.training import workdir as workdirs
-from man_tf.cli.export import export
-from man_tf.cli.predict import predict_lines
+from man_tf.export.from_workdir import export
+from man_tf.export.client import predict_lines
 from man_tf.training.train import train
 from man_tf.data import conll, pipeline
 from man_tf.data.reviews import read_reviews

@@ -13,8 +13,8 @@ import tensorflow as tf
 from man_tf.models import building
 from man_tf import settings
 from man_tf.training import workdir as workdirs
-from man_tf.cli.export import export
-from man_tf.cli.predict import predict_lines, resolve_model_dir
+from man_tf.export.from_workdir import export
+from man_tf.export.client import predict_lines, resolve_model_dir
 from man_tf.training.train import train
 from man_tf.data import conll, pipeline, vocab
 from man_tf.export import saved_model

