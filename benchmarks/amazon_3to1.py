@@ -20,7 +20,7 @@ from benchmarks import common  # noqa: E402
 
 VARIANTS = {
     "man_moe": [],
-    "concat_bilstm": ["--config.model.use_private=False", "--config.model.use_tag_moe=False",
+    "concat_bilstm": ["--config.model.use_private=False", "--config.model.use_predictor_moe=False",
                       "--config.train.lambd=0.0", "--config.train.discriminator_steps=0"],
 }
 PAPER_NOTE = ("the data README puts MAN-MoE near 82/79/77 (de), 81/84/81 (fr), 63/69/73 (jp) "

@@ -22,7 +22,7 @@ from benchmarks import common  # noqa: E402
 
 VARIANTS = {
     "man_moe": ([], "MAN-MoE as in the paper: F_s + adversary, F_p MoE, C MoE"),
-    "concat_bilstm": (["--config.model.use_private=False", "--config.model.use_tag_moe=False",
+    "concat_bilstm": (["--config.model.use_private=False", "--config.model.use_predictor_moe=False",
                        "--config.train.lambd=0.0", "--config.train.discriminator_steps=0"],
                       "one BiLSTM + char-CNN tagger on the concatenated sources: no adversary, "
                       "no MoE"),

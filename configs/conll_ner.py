@@ -88,9 +88,9 @@ def get_config(inputs="words"):
     model.lstm_layers = 2                # F_layers
     model.expert_hidden = 200            # F_p experts' hidden layer
     model.private_moe_layers = 2         # MoE_layers
-    model.tagger_layers = 1              # C_layers
+    model.predictor_layers = 1              # C_layers
     model.use_private = True             # F_p present (False: the no_private_moe ablation)
-    model.use_tag_moe = True             # C is a MoE (False: a single MLP)
+    model.use_predictor_moe = True             # C is a MoE (False: a single MLP)
     # How C mixes its experts: "probabilities" (sum_e g_e p_e, the paper's
     # equations) or "log_probabilities" (sum_e g_e log p_e, the authors' code).
     model.predictor_mixture = "probabilities"
@@ -119,7 +119,7 @@ def get_config(inputs="words"):
     train.lambd = 0.002                  # λ, adversarial weight
     train.discriminator_steps = 1        # k, D updates per iteration (n_critic)
     train.gate_loss_weight = 0.01        # F_p's expert-gate loss
-    train.tag_gate_loss_weight = 0.01    # C's expert-gate loss
+    train.predictor_gate_loss_weight = 0.01    # C's expert-gate loss
     train.precision = "auto"             # auto: mixed_bfloat16 where the CPU/GPU has bf16, else float32
     train.jit_compile = False
     train.deterministic = False          # True: deterministic TF ops (exact resume; slower on GPU)

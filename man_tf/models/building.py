@@ -18,10 +18,10 @@ def build_model(config, num_words, num_chars, num_tags, num_sources, word_block_
     pretrained = any(config.data.embeddings.values())
     if is_classification(config):
         model_class, task_kwargs = ManMoeClassifier, dict(
-            num_classes=num_tags, classifier_layers=m.tagger_layers)
+            num_classes=num_tags, predictor_layers=m.predictor_layers)
     else:
         model_class, task_kwargs = ManMoeTagger, dict(
-            num_tags=num_tags, tagger_layers=m.tagger_layers)
+            num_tags=num_tags, predictor_layers=m.predictor_layers)
     return model_class(
         **task_kwargs, num_sources=num_sources, num_words=num_words, num_chars=num_chars,
         num_languages=num_sources + 1, word_dim=m.word_dim,
@@ -32,7 +32,7 @@ def build_model(config, num_words, num_chars, num_tags, num_sources, word_block_
         unique_char_words=not config.train.jit_compile, shared_hidden=m.shared_hidden,
         private_hidden=m.private_hidden, lstm_layers=m.lstm_layers, use_private=m.use_private,
         expert_hidden=m.expert_hidden, private_moe_layers=m.private_moe_layers,
-        use_tag_moe=m.use_tag_moe, dropout=m.dropout,
+        use_predictor_moe=m.use_predictor_moe, dropout=m.dropout,
         word_dropout=m.word_dropout, mlp_dropout=m.mlp_dropout, discriminator=m.discriminator,
         discriminator_filters=m.discriminator_filters,
         discriminator_kernel_sizes=tuple(m.discriminator_kernel_sizes),

@@ -28,22 +28,22 @@ class ManMoeClassifier(ManMoeEncoder):
     label_key = "label"
 
     def __init__(self, num_classes, num_sources, expert_hidden=128, classifier_hidden=None,
-                 private_moe_layers=2, classifier_layers=1, mlp_dropout=0.5, use_tag_moe=True,
+                 private_moe_layers=2, predictor_layers=1, mlp_dropout=0.5, use_predictor_moe=True,
                  **encoder_kwargs):
         super().__init__(**encoder_kwargs)
         self.num_classes = int(num_classes)
         self.num_sources = int(num_sources)
-        self.use_tag_moe = bool(use_tag_moe)
+        self.use_predictor_moe = bool(use_predictor_moe)
         classifier_hidden = classifier_hidden or self.feature_dim
         self._classifier_config = dict(
             num_classes=self.num_classes, num_sources=self.num_sources,
             expert_hidden=expert_hidden, classifier_hidden=classifier_hidden,
-            private_moe_layers=private_moe_layers, classifier_layers=classifier_layers,
-            mlp_dropout=mlp_dropout, use_tag_moe=self.use_tag_moe)
+            private_moe_layers=private_moe_layers, predictor_layers=predictor_layers,
+            mlp_dropout=mlp_dropout, use_predictor_moe=self.use_predictor_moe)
         self.shared_pooling = AttentionPooling(name="shared_pooling")
         private, self.class_experts = self._mixtures_of_experts(
             self.num_sources, self.num_classes, expert_hidden, private_moe_layers,
-            classifier_hidden, classifier_layers, mlp_dropout, self.use_tag_moe,
+            classifier_hidden, predictor_layers, mlp_dropout, self.use_predictor_moe,
             name="class_experts")
         if private is not None:
             self.private_pooling = AttentionPooling(name="private_pooling")

@@ -27,7 +27,7 @@ class ManMoeTagger(ManMoeEncoder):
       (absent without F_p).
     * ``mask`` ``[batch, time]``.
 
-    ``use_tag_moe=False`` makes C a single MLP (one "expert", gate constant);
+    ``use_predictor_moe=False`` makes C a single MLP (one "expert", gate constant);
     with ``use_private=False`` and λ = 0 this is the concatenated-sources
     BiLSTM baseline.
     """
@@ -35,21 +35,21 @@ class ManMoeTagger(ManMoeEncoder):
     label_key = "tags"  # the batch field the trainer's task loss reads
 
     def __init__(self, num_tags, num_sources, expert_hidden=200, tagger_hidden=None,
-                 private_moe_layers=2, tagger_layers=1, mlp_dropout=0.5, use_tag_moe=True,
+                 private_moe_layers=2, predictor_layers=1, mlp_dropout=0.5, use_predictor_moe=True,
                  **encoder_kwargs):
         super().__init__(**encoder_kwargs)
         self.num_tags = int(num_tags)
         self.num_sources = int(num_sources)
-        self.use_tag_moe = bool(use_tag_moe)
+        self.use_predictor_moe = bool(use_predictor_moe)
         tagger_hidden = tagger_hidden or self.feature_dim
         self._tagger_config = dict(num_tags=self.num_tags, num_sources=self.num_sources,
                                    expert_hidden=expert_hidden, tagger_hidden=tagger_hidden,
                                    private_moe_layers=private_moe_layers,
-                                   tagger_layers=tagger_layers, mlp_dropout=mlp_dropout,
-                                   use_tag_moe=self.use_tag_moe)
+                                   predictor_layers=predictor_layers, mlp_dropout=mlp_dropout,
+                                   use_predictor_moe=self.use_predictor_moe)
         private, self.tag_experts = self._mixtures_of_experts(
             self.num_sources, self.num_tags, expert_hidden, private_moe_layers, tagger_hidden,
-            tagger_layers, mlp_dropout, self.use_tag_moe, name="tag_experts")
+            predictor_layers, mlp_dropout, self.use_predictor_moe, name="tag_experts")
         if private is not None:
             self.private_experts = private
 

@@ -111,7 +111,7 @@ def train(config, workdir, callbacks=()):
                                        len(data.sources), list(words.offsets.values()))
         model = AdversarialModel(man_moe, len(data.languages), config.train.lambd,
                                  config.train.discriminator_steps, config.train.gate_loss_weight,
-                                 config.train.tag_gate_loss_weight)
+                                 config.train.predictor_gate_loss_weight)
         coverage = building.load_pretrained_embeddings(config, man_moe, words, pretrained)
         model.compile(optimizer=LazyAdam(config.train.learning_rate, name="main_adam"),
                       d_optimizer=tf.keras.optimizers.Adam(config.train.d_learning_rate,

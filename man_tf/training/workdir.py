@@ -52,13 +52,30 @@ def config_as_json(config):
     return json.loads(config.to_json())
 
 
+# Fields renamed to task-neutral names (C is a tagger or a classifier):
+# older workdirs' config.json is read under the new names.
+RENAMED = {"model.use_tag_moe": "model.use_predictor_moe",
+           "model.tagger_layers": "model.predictor_layers",
+           "train.tag_gate_loss_weight": "train.predictor_gate_loss_weight"}
+
+
+def upgrade(stored):
+    """A stored config dict with :data:`RENAMED` fields under their new names."""
+    for old, new in RENAMED.items():
+        section, field = old.split(".")
+        values = stored.get(section, {})
+        if field in values:
+            values.setdefault(new.split(".")[1], values.pop(field))
+    return stored
+
+
 def stored_config(workdir):
-    """The workdir's ``config.json`` as a dict, or None."""
+    """The workdir's ``config.json`` as a dict (older names upgraded), or None."""
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.exists(path):
         return None
     with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        return upgrade(json.load(f))
 
 
 def differing_fields(stored, config):
@@ -97,7 +114,7 @@ def load_config(workdir):
     if not os.path.exists(path):
         raise ConfigError(f"{path}: not found; is {workdir!r} a man-tf-train workdir?")
     with open(path, encoding="utf-8") as f:
-        return ml_collections.ConfigDict(json.load(f))
+        return ml_collections.ConfigDict(upgrade(json.load(f)))
 
 
 @dataclasses.dataclass

@@ -55,7 +55,7 @@ def test_one_pass_over_labeled_and_unlabeled_equals_separate_calls(data):
 
 def test_config_round_trip(data):
     _, _, vocabularies = data
-    model = tiny_model(vocabularies, use_private=False, use_tag_moe=False)
+    model = tiny_model(vocabularies, use_private=False, use_predictor_moe=False)
     clone = ManMoeTagger.from_config(model.get_config())
     clone.build_all()
     assert clone.count_params() == model.count_params()
