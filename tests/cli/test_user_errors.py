@@ -106,12 +106,14 @@ def test_predict_checks_language_and_input_before_loading(tmp_path):
 
 
 def test_relative_data_root_resolves_one_documented_way(tmp_path):
-    config = load_config("conll_ner")
+    expected = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "conll"))
+    config = load_config("conll_ner")  # load_config_file resolves as the commands do
+    assert config.data.root == expected
+    config.data.root = "../shared/data/conll"  # as written in the file
     with config.unlocked():
         settings.resolve_data_root(config, os.path.join(ROOT, "configs", "conll_ner.py"))
-    assert config.data.root == os.path.normpath(os.path.join(ROOT, "..", "shared", "data",
-                                                             "conll"))
-    config = load_config("conll_ner")
+    assert config.data.root == expected
+    config.data.root = "../shared/data/conll"  # as typed on a command line
     cwd = os.getcwd()
     try:
         os.chdir(tmp_path)
