@@ -76,7 +76,11 @@ def table(data):
              f"Each cell trained {STEPS} iterations (dev every {EVAL_EVERY}), default config "
              f"otherwise, by commit {data['before_commit']} (hand-written loop, "
              f"`AdversarialTrainer`) and by commit {data['after_commit']} (`AdversarialModel."
-             f"train_step` run by `fit`, the loop as callbacks). Command: `{data['command']}`.", "",
+             f"train_step` run by `fit`, the loop as callbacks): in each checkout `python -m "
+             f"man_tf.cli.train <cell flags> --config.train.steps={STEPS} "
+             f"--config.train.eval_every={EVAL_EVERY} --workdir=...` (what `--run` does), "
+             f"cells: " + "; ".join(f"{c}: `{' '.join(f)}`" for c, f in CELLS.items()) + ". "
+             f"Compared by `{data['command']}`.", "",
              "| cell | precision | before dev | before test | before best step | after dev | "
              "after test | after best step | model variables identical | max abs weight "
              "difference |", "|---|---|---|---|---|---|---|---|---|---|"]
