@@ -41,7 +41,7 @@ sys.path.insert(0, {common.ROOT!r})
 import numpy as np
 import tensorflow as tf
 from benchmarks import common
-from man_tf.models import building
+from man_tf import tasks
 from man_tf.data import loading
 from man_tf.data import pipeline
 from man_tf.training import strategy as strategies
@@ -55,7 +55,7 @@ data = loading.load_data(config)
 words, chars, tags = loading.build_vocabularies(config, data)
 labeled, unlabeled = loading.encode_data(config, data, words, chars, tags)
 with strategy.scope():
-    model = building.build_model(config, words.size, len(chars), len(tags), len(data.sources),
+    model = tasks.build_model(config, words.size, len(chars), len(tags), len(data.sources),
                                    list(words.offsets.values()))
     trainer = AdversarialModel(model, len(data.languages))
     trainer.compile()

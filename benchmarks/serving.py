@@ -46,7 +46,7 @@ def main():
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
 
-    from man_tf.models import building
+    from man_tf import tasks
     from man_tf.pretrained import encoder_inputs
     from man_tf.data import loading
     from man_tf.data import pipeline
@@ -58,7 +58,7 @@ def main():
     keras.mixed_precision.set_global_policy("float32")
     data = loading.load_data(config, splits=("train", "dev"))
     words, chars, tags = loading.build_vocabularies(config, data)
-    model = building.build_model(config, words.size, len(chars), len(tags), len(data.sources),
+    model = tasks.build_model(config, words.size, len(chars), len(tags), len(data.sources),
                                    list(words.offsets.values()))
     model.build_all()
     serving = TaggerServing(model, words, chars, tags, data.languages, config.data.max_chars,

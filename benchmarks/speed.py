@@ -44,7 +44,7 @@ for key, value in json.loads({json.dumps(json.dumps(overrides))}).items():
     section, field = key.split(".")
     config[section][field] = value
 import tensorflow as tf
-from man_tf.models import building
+from man_tf import tasks
 from man_tf.pretrained import encoder_inputs
 from man_tf.data import loading
 from man_tf.data import pipeline
@@ -59,7 +59,7 @@ words, chars, tags = loading.build_vocabularies(config, data)
 features = encoder_inputs.encoder_features(config, "/nonexistent")
 labeled, unlabeled = loading.encode_data(config, data, words, chars, tags, features)
 with strategy.scope():
-    model = building.build_model(config, words.size, len(chars), len(tags), len(data.sources),
+    model = tasks.build_model(config, words.size, len(chars), len(tags), len(data.sources),
                                    list(words.offsets.values()))
     trainer = AdversarialModel(model, len(data.languages), config.train.lambd,
                                config.train.discriminator_steps)

@@ -56,9 +56,15 @@ def resolve_data_root(config, config_file, typed=False):
     config.data.root = os.path.normpath(os.path.join(project, root))
 
 
+TASK_NAMES = ("tagging", "classification")  # man_tf.tasks.TASKS, by name
+
+
 def check_config(config):
     """Settings no run can work with, as one line each (before any file is
     read or written)."""
+    task = config.get("task", "tagging")
+    if task not in TASK_NAMES:
+        raise ConfigError(f"task={task!r}: expected one of {list(TASK_NAMES)}")
     train = config.train
     positive = {"train.steps": train.steps, "train.batch_size": train.batch_size,
                 "train.log_every": train.log_every, "train.eval_every": train.eval_every,

@@ -35,50 +35,64 @@ def _warmup_examples(config, languages):
 
 def export(workdir, export_base, which="best"):
     """Returns the path of the new version."""
+    from man_tf import tasks
+    from man_tf.export.saved_model import export_serving
     from man_tf.pretrained import encoder_inputs
     from man_tf.training import workdir as workdirs
-    from man_tf.export.classifier_serving import ClassifierServing
-    from man_tf.export.saved_model import export_serving
-    from man_tf.export.tagger_serving import TaggerServing
 
     # Served in float32: a serving CPU may lack bf16, and variables are float32.
     trained = workdirs.load_trained(workdir, which, precision="float32")
-    config, tags, languages = trained.config, trained.tags, trained.languages
+    config, languages = trained.config, trained.languages
     # The encoder and its tokenizer go into the graph; the piece embedding
     # table stays in Q4_0 as in the bundled weights file (54 MB, not 384 MB).
     features = encoder_inputs.serving_word_features(config)
-    sources, target, path = trained.sources, trained.target, trained.checkpoint
-    model, words, chars = trained.model, trained.words, trained.chars
-    common = {"man_tf_version": man_tf.__version__, "languages": languages, "target": target,
-              "expert_languages": sources, "checkpoint": os.path.abspath(path)}
+    common = {"man_tf_version": man_tf.__version__, "languages": languages,
+              "target": trained.target, "expert_languages": trained.sources,
+              "checkpoint": os.path.abspath(trained.checkpoint)}
     if features is not None:
         common["encoder"] = {"name": config.model.encoder,
                              "layers": list(config.model.encoder_layers),
                              **dict(features.weights_description)}
-    if config.get("task", "tagging") == "classification":
-        serving = ClassifierServing(model, words, chars, tags, languages, config.data.max_chars,
-                                    config.data.max_length, features=features)
-        metadata = {**common, "task": "classification", "classes": tags.tags,
-                    "max_length": config.data.max_length, "signatures": {
-                        "serving_default": {"inputs": {"text": "string [batch]",
-                                                       "language": "string [batch]"}},
-                        "outputs": {"label": "string [batch]",
-                                    "probabilities": "float32 [batch, classes]",
-                                    "lengths": "int32 [batch]",
-                                    "expert_weights": "float32 [batch, expert_languages]"}}}
-        return export_serving(serving, export_base, metadata,
-                              _warmup_examples(config, languages))
-    serving = TaggerServing(model, words, chars, tags, languages, config.data.max_chars,
-                            features=features)
-    metadata = {**common, "task": "tagging", "tags": tags.tags,
-                "signatures": {
-                    "serving_default": {"inputs": {"text": "string [batch]",
-                                                   "language": "string [batch]"}},
-                    "tag_tokens": {"inputs": {"tokens": "string [batch, time]",
-                                              "lengths": "int32 [batch]",
-                                              "language": "string [batch]"}},
-                    "outputs": {"tokens": "string [batch, time]", "tags": "string [batch, time]",
-                                "tag_scores": "float32 [batch, time]",
-                                "lengths": "int32 [batch]",
-                                "expert_weights": "float32 [batch, time, expert_languages]"}}}
-    return export_serving(serving, export_base, metadata, _warmup_examples(config, languages))
+    serving, metadata = SERVINGS[tasks.task_of(config).name](trained, features)
+    return export_serving(serving, export_base, {**common, **metadata},
+                          _warmup_examples(config, languages))
+
+
+def _classifier_serving(trained, features):
+    from man_tf.export.classifier_serving import ClassifierServing
+
+    config, classes = trained.config, trained.tags
+    serving = ClassifierServing(trained.model, trained.words, trained.chars, classes,
+                                trained.languages, config.data.max_chars, config.data.max_length,
+                                features=features)
+    return serving, {
+        "task": "classification", "classes": classes.tags, "max_length": config.data.max_length,
+        "signatures": {
+            "serving_default": {"inputs": {"text": "string [batch]",
+                                           "language": "string [batch]"}},
+            "outputs": {"label": "string [batch]", "probabilities": "float32 [batch, classes]",
+                        "lengths": "int32 [batch]",
+                        "expert_weights": "float32 [batch, expert_languages]"}}}
+
+
+def _tagger_serving(trained, features):
+    from man_tf.export.tagger_serving import TaggerServing
+
+    tags = trained.tags
+    serving = TaggerServing(trained.model, trained.words, trained.chars, tags, trained.languages,
+                            trained.config.data.max_chars, features=features)
+    return serving, {
+        "task": "tagging", "tags": tags.tags,
+        "signatures": {
+            "serving_default": {"inputs": {"text": "string [batch]",
+                                           "language": "string [batch]"}},
+            "tag_tokens": {"inputs": {"tokens": "string [batch, time]",
+                                      "lengths": "int32 [batch]",
+                                      "language": "string [batch]"}},
+            "outputs": {"tokens": "string [batch, time]", "tags": "string [batch, time]",
+                        "tag_scores": "float32 [batch, time]", "lengths": "int32 [batch]",
+                        "expert_weights": "float32 [batch, time, expert_languages]"}}}
+
+
+# The serving module and metadata of each task (man_tf.tasks names them).
+SERVINGS = {"tagging": _tagger_serving, "classification": _classifier_serving}

@@ -4,26 +4,18 @@ import numpy as np
 from absl import logging
 
 from man_tf.data.errors import DataError
-from man_tf.models.classifier import ManMoeClassifier
-from man_tf.models.tagger import ManMoeTagger
 from man_tf.pretrained.encoder_inputs import ENCODER_DIMS
-from man_tf.settings import is_classification
 
 
-def build_model(config, num_words, num_chars, num_tags, num_sources, word_block_starts=(0,)):
-    """The task's model (``num_tags``: tags, or classes for classification;
-    ``word_block_starts``: ``WordVocabulary.offsets`` values, where each
-    block's ``<pad>``/``<unk>`` rows are)."""
+def model_arguments(config, num_words, num_chars, num_sources, word_block_starts=(0,)):
+    """The arguments every task's model takes, from the config
+    (``word_block_starts``: ``WordVocabulary.offsets`` values, where each
+    block's ``<pad>``/``<unk>`` rows are). ``man_tf.tasks.build_model`` adds
+    the task's own and picks the class."""
     m = config.model
     pretrained = any(config.data.embeddings.values())
-    if is_classification(config):
-        model_class, task_kwargs = ManMoeClassifier, dict(
-            num_classes=num_tags, predictor_layers=m.predictor_layers)
-    else:
-        model_class, task_kwargs = ManMoeTagger, dict(
-            num_tags=num_tags, predictor_layers=m.predictor_layers)
-    return model_class(
-        **task_kwargs, num_sources=num_sources, num_words=num_words, num_chars=num_chars,
+    return dict(
+        num_sources=num_sources, num_words=num_words, num_chars=num_chars,
         num_languages=num_sources + 1, word_dim=m.word_dim,
         word_embeddings_trainable=not (pretrained and m.fix_embeddings),
         use_char_cnn=m.use_char_cnn, char_embedding_dim=m.char_embedding_dim,

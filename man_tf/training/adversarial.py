@@ -115,7 +115,9 @@ class AdversarialModel(keras.Model):
     ``call`` is the wrapped model's (prediction); ``train_step`` is the
     iteration above; ``metrics`` are its trackers (losses: means, accuracies:
     ratios over real units, both since the last ``reset_metrics``), and the
-    step's logs also hold ``lambda``.
+    step's logs also hold ``lambda``. ``state`` (set by
+    ``man_tf.training.train``) is the run's ``TrainingState``: the global
+    step, best score and checkpoints, for callbacks.
     """
 
     def __init__(self, model, num_languages, lambd=None, discriminator_steps=1,
@@ -145,6 +147,7 @@ class AdversarialModel(keras.Model):
             self._losses["adversarial_d_loss"] = keras.metrics.Mean(name="adversarial_d_loss")
         self._losses["total_loss"] = keras.metrics.Mean(name="total_loss")
         self.d_optimizer = None
+        self.state = None
         self.built = True
 
     @property

@@ -31,10 +31,9 @@ def train(config, workdir, callbacks=()):
     # configured (by config) before its runtime starts.
     import tensorflow as tf
 
-    from man_tf import settings
+    from man_tf import settings, tasks
     from man_tf.data import loading, pipeline, vocab
     from man_tf.data.textio import atomic_write_json
-    from man_tf.evaluation import classification, tagging
     from man_tf.models import building, inference
     from man_tf.pretrained import encoder_inputs
     from man_tf.training import callbacks as loop, checkpoints, strategy as strategies
@@ -75,10 +74,9 @@ def train(config, workdir, callbacks=()):
     logging.info("tags: %s; characters: %d; word rows: %d", tags.tags, len(chars), words.size)
     features = encoder_inputs.encoder_features(config, workdir)
     labeled, unlabeled = loading.encode_data(config, data, words, chars, tags, features)
-    classifying = settings.is_classification(config)
-    metric = "acc" if classifying else "f1"  # selection metric: accuracy / entity F1
-    # Documents are read up to the training length (as served); sentences whole.
-    eval_max_length = (config.data.max_length or None) if classifying else None
+    task = tasks.task_of(config)
+    metric = task.metric  # the selection metric: entity F1 / accuracy
+    eval_max_length = task.eval_max_length(config)
 
     def encoded(sentences, lang):
         return loading.encode_split(config, sentences, lang, data.languages.index(lang), words,
@@ -107,8 +105,8 @@ def train(config, workdir, callbacks=()):
     # layers that draw from the global RNG, which must not change the model.
     tf.keras.utils.set_random_seed(config.seed)
     with strategy.scope():
-        man_moe = building.build_model(config, words.size, len(chars), len(tags),
-                                       len(data.sources), list(words.offsets.values()))
+        man_moe = tasks.build_model(config, words.size, len(chars), len(tags),
+                                    len(data.sources), list(words.offsets.values()))
         model = AdversarialModel(man_moe, len(data.languages), config.train.lambd,
                                  config.train.discriminator_steps, config.train.gate_loss_weight,
                                  config.train.predictor_gate_loss_weight)
@@ -123,7 +121,7 @@ def train(config, workdir, callbacks=()):
                                           model.d_optimizer, config.train.keep_checkpoints)
         restored = state.restore_latest(latest)
     start = int(state.step.numpy())
-    model.state = state
+    model.state = state  # callbacks read the global step as model.state.step
     # On one replica the data iterator's position (shuffle buffers of row
     # ids, buckets) is checkpointed too (TrainingCheckpoint), so a resumed
     # run sees the batches an uninterrupted run would have. TF cannot
@@ -151,11 +149,7 @@ def train(config, workdir, callbacks=()):
         for lang, (sentences, corpus) in sets.items():
             batches = pipeline.evaluation_batches(corpus, config.train.eval_batch_size)
             predictions = inference.predict_corpus(predict_fn, batches, len(corpus))
-            if classifying:
-                scores = classification.score(sentences, predictions.ids)
-            else:
-                scores = tagging.score(sentences, tagging.decode(predictions.ids, tags))
-            results[lang] = (scores, predictions)
+            results[lang] = (task.score(sentences, predictions.ids, tags), predictions)
         return results
 
     # Summaries and history from the chief only (no-op writers elsewhere).

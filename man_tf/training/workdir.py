@@ -148,7 +148,7 @@ def load_trained(workdir, which="best", precision=None):
     """Rebuilds the model of a workdir and restores its ``best``/``latest``
     checkpoint. ``precision`` overrides the config's dtype policy."""
     from man_tf.data import vocab
-    from man_tf.models.building import build_model
+    from man_tf.tasks import build_model
     from man_tf.training import checkpoints, strategy as strategies
 
     config = load_config(workdir)

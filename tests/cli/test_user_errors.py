@@ -41,6 +41,7 @@ def test_help_shows_the_commands_own_flags(name, flag):
     (["--config.train.stepz=5"],
      "--config.train.stepz: no such config field; did you mean --config.train.steps?"),
     (["--config.model.dropout=1.5"], "model.dropout=1.5: expected a rate in [0, 1)"),
+    (["--config.task=ner"], "task='ner': expected one of ['tagging', 'classification']"),
     (["--config.model.encoder=e5-large"],
      "model.encoder='e5-large': expected '' or one of ['e5-small']"),
     (["--config.model.encoder=e5-small", "--config.model.encoder_layers=(7,7)"],

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from man_tf.models import building
+from man_tf import tasks
 from man_tf import settings
 from man_tf.training import workdir as workdirs
 from man_tf.export.from_workdir import export
@@ -44,7 +44,7 @@ def in_memory_tags(workdir, sentences, language):
     config = workdirs.load_config(workdir)
     sources, target = settings.resolve_languages(config)
     words, chars, tags = vocab.load_vocabularies(workdir)
-    model = building.build_model(config, words.size, len(chars), len(tags), len(sources),
+    model = tasks.build_model(config, words.size, len(chars), len(tags), len(sources),
                                    list(words.offsets.values()))
     model.build_all()
     checkpoints.restore_model(model, checkpoints.checkpoint_path(workdir))
