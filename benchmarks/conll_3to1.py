@@ -55,10 +55,11 @@ def run(variant, target, steps, workroot, extra, label=None, section=None):
                                workdir, steps)
 
 
-def run_in_language(variant, language, steps, workroot, extra):
+def run_in_language(variant, language, steps, workroot, extra, label=None):
     """Trained on ``language``'s train file, selected on its dev, scored on its
     test (configs/conll_in_language.py): the upper bound for transfer."""
-    workdir = os.path.join(workroot, f"in_language-{variant}-{language}")
+    suffix = f"-{label}" if label else ""
+    workdir = os.path.join(workroot, f"in_language-{variant}-{language}{suffix}")
     return common.run_training(f"configs/conll_in_language.py:{language}",
                                [f"--config.data.root={common.CONLL_DATA}",
                                 *VARIANTS[variant][0], *extra], workdir, steps)
@@ -238,12 +239,16 @@ def main():
         for language in args.in_language.split(","):
             for variant in args.variants.split(","):
                 result, wall = run_in_language(variant, language, args.steps, args.workroot,
-                                               args.extra)
+                                               args.extra, args.label)
                 entry = {"dev_f1": result["dev_f1"], "test_f1": result["test_f1"],
                          "steps": result["steps"], "best_step": result["best_step"],
-                         "run_command": this_command, "wall_time_s": wall}
+                         "run_command": this_command, "wall_time_s": wall,
+                         "defaults": DEFAULTS}
+                name = f"{variant} ({args.label})" if args.label else variant
+                if args.label:
+                    entry["flags"] = args.extra
                 with common.locked_results("conll_3to1.json", empty) as data:
-                    data.setdefault("in_language", {}).setdefault(variant, {})[language] = entry
+                    data.setdefault("in_language", {}).setdefault(name, {})[language] = entry
                     with open(os.path.join(common.RESULTS, "conll_3to1.md"), "w",
                               encoding="utf-8") as f:
                         f.write(table(data))
