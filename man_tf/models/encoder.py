@@ -50,7 +50,7 @@ class ManMoeEncoder(keras.Model):
                  discriminator_filters=200, discriminator_kernel_sizes=(3, 4, 5),
                  discriminator_hidden=200, discriminator_layers=1, discriminator_dropout=0.5,
                  lambd=0.002, word_block_starts=(0,), unk_replacement=0.0,
-                 predictor_mixture="probabilities", use_words=True, encoder_dim=0,
+                 predictor_mixture="log_probabilities", use_words=True, encoder_dim=0,
                  encoder_layers=1, **kwargs):
         super().__init__(**kwargs)
         self._encoder_config = dict(
