@@ -178,8 +178,11 @@ class AdversarialModel(keras.Model):
     def add_iterator_hook(self, hook):
         """``hook(iterator)`` runs once for each new iterator ``fit`` draws
         from, before its first element is read: a callback can restore the
-        iterator's position (exact resume) and checkpoint it later."""
-        self.__dict__.setdefault("_iterator_hooks", []).append(hook)
+        iterator's position (exact resume) and checkpoint it later. A hook
+        added again (a callback reused by another ``fit``) runs once."""
+        hooks = self.__dict__.setdefault("_iterator_hooks", [])
+        if hook not in hooks:
+            hooks.append(hook)
 
     def make_train_function(self, force=False):
         """One ``fit`` step: the next batch of the iterator Keras hands over,
