@@ -156,12 +156,13 @@ def table(data, title="# CoNLL NER, 3 sources -> 1 target (Chen et al. 2019 prot
         lines += ["", "In-language upper bound (`configs/conll_in_language.py`: trained on the "
                   "language's own train file, best checkpoint by its dev (testa), scored on its "
                   "test (testb); default model otherwise):", "",
-                  "| model | language | dev F1 | test F1 | best step | iterations |",
-                  "|---|---|---|---|---|---|"]
+                  "| model | defaults | language | dev F1 | test F1 | best step | iterations |",
+                  "|---|---|---|---|---|---|---|"]
         for name, results in data["in_language"].items():
             for language, r in results.items():
-                lines.append(f"| {name} | {language} | {r['dev_f1']:.2f} | {r['test_f1']:.2f} "
-                             f"| {r['best_step']} | {r['steps']} |")
+                defaults = r.get("defaults", DEFAULTS)
+                lines.append(f"| {name} | {defaults} | {language} | {r['dev_f1']:.2f} | "
+                             f"{r['test_f1']:.2f} | {r['best_step']} | {r['steps']} |")
     for name, old in data.get("previous_defaults", {}).items():
         lines += ["", f"Before {name} ({old['note']}):", "",
                   "| model | de dev | de test | es dev | es test | nl dev | nl test |",
