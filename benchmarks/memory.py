@@ -87,7 +87,7 @@ elapsed = (time.perf_counter() - start) / timed
 longest_tokens = max(int(np.max(c.lengths)) for c in lab + unl)
 print("RESULT " + json.dumps({{
     "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
-    "seconds_per_iteration": elapsed, "iterations_timed": len(timed),
+    "seconds_per_iteration": elapsed, "iterations_timed": timed,
     "longest_training_sentence": longest_tokens, "precision": precision}}))
 """
     return common.run_measurement(code)
