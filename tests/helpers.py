@@ -55,6 +55,17 @@ def load_config(name):
     return load_config_file(name)
 
 
+def sample_config(steps, every, log_every):
+    """The sample NER config for a short run: dev evaluation and checkpoints
+    every ``every`` steps, a log line every ``log_every``."""
+    config = load_config("sample_ner")
+    config.train.steps = steps
+    config.train.eval_every = every
+    config.train.checkpoint_every = every
+    config.train.log_every = log_every
+    return config
+
+
 CLEAN_PROCESS_PREAMBLE = r"""
 import importlib.abc, json, sys
 class Block(importlib.abc.MetaPathFinder):

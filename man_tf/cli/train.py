@@ -45,7 +45,7 @@ def log_file_name(tf_config):
 
 
 def main(argv):
-    from man_tf import settings
+    from man_tf import settings, tasks
     from man_tf.cli import common as cli_common
     from man_tf.training.train import train
 
@@ -69,8 +69,8 @@ def main(argv):
         logging.get_absl_logger().addHandler(handler)
         logging.set_verbosity(logging.INFO)
         results = train(config, workdir)
-    metric = "acc" if "dev_acc" in results or "test_acc" in results else "f1"
-    name = {"acc": "accuracy", "f1": "F1"}[metric]
+    task = tasks.task_of(config)
+    metric, name = task.metric, task.metric_name
     print(f"{results['target']}: dev {name} {results.get(f'dev_{metric}', float('nan')):.2f}  "
           f"test {name} {results.get(f'test_{metric}', float('nan')):.2f}  "
           f"(best step {results['best_step']}; results in {workdir}/results.json)")

@@ -11,16 +11,11 @@ from man_tf.data import loading
 from man_tf import settings
 from man_tf.training.evaluate import evaluate
 from man_tf.training.train import train
-from tests.helpers import ROOT, load_config
+from tests.helpers import ROOT, load_config, sample_config
 
 
 def small_config(steps=40):
-    config = load_config("sample_ner")
-    config.train.steps = steps
-    config.train.eval_every = 20
-    config.train.checkpoint_every = 20
-    config.train.log_every = 10
-    return config
+    return sample_config(steps, every=20, log_every=10)
 
 
 def test_train_evaluate_and_resume(tmp_path):

@@ -9,16 +9,11 @@ import pytest
 
 from man_tf.training.adversarial import AdversarialModel
 from man_tf.training.train import train
-from tests.helpers import load_config
+from tests.helpers import sample_config
 
 
 def small_config(steps):
-    config = load_config("sample_ner")
-    config.train.steps = steps
-    config.train.eval_every = 10
-    config.train.checkpoint_every = 10
-    config.train.log_every = 5
-    return config
+    return sample_config(steps, every=10, log_every=5)
 
 
 class Recorder(keras.callbacks.Callback):
