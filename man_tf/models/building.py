@@ -59,7 +59,7 @@ def load_pretrained_embeddings(config, model, words, pretrained):
         if not vectors:
             raise DataError(path, None, f"no vector for any of the {needed} {lang} "
                             f"vocabulary words: is this the right language's file?")
-        model.word_embedding.load(np.stack(vectors), rows)
+        model.backbone.word_embedding.load(np.stack(vectors), rows)
         coverage[lang] = len(rows) / max(needed, 1)
         if coverage[lang] < 0.05:
             logging.warning("%s: embeddings cover only %.1f%% of the %s vocabulary", path,

@@ -12,13 +12,12 @@ token, as in the authors' code.
 """
 
 import keras
-import tensorflow as tf
 
-from man_tf.models.encoder import ManMoeEncoder
+from man_tf.models.man_moe import ManMoeModel
 
 
-class ManMoeTagger(ManMoeEncoder):
-    """``call`` returns a dict:
+class ManMoeTagger(ManMoeModel):
+    """:class:`ManMoeModel` per token. ``call`` returns a dict:
 
     * ``log_probs`` ``[batch, time, num_tags]``: log of the gate-weighted
       mixture of the experts' tag distributions.
@@ -32,44 +31,20 @@ class ManMoeTagger(ManMoeEncoder):
     BiLSTM baseline.
     """
 
+    level = "token"
     label_key = "tags"  # the batch field the trainer's task loss reads
 
     def __init__(self, num_tags, num_sources, expert_hidden=200, tagger_hidden=None,
-                 private_moe_layers=2, predictor_layers=1, mlp_dropout=0.5, use_predictor_moe=True,
-                 **encoder_kwargs):
-        super().__init__(**encoder_kwargs)
+                 num_languages=None, **kwargs):
+        # C's layer keeps its first name ("tag_experts"): checkpoint keys.
+        super().__init__(num_tags, num_sources, num_languages or num_sources + 1,
+                         expert_hidden=expert_hidden, predictor_hidden=tagger_hidden,
+                         predictor_name="tag_experts", **kwargs)
         self.num_tags = int(num_tags)
-        self.num_sources = int(num_sources)
-        self.use_predictor_moe = bool(use_predictor_moe)
-        tagger_hidden = tagger_hidden or self.feature_dim
-        self._tagger_config = dict(num_tags=self.num_tags, num_sources=self.num_sources,
-                                   expert_hidden=expert_hidden, tagger_hidden=tagger_hidden,
-                                   private_moe_layers=private_moe_layers,
-                                   predictor_layers=predictor_layers, mlp_dropout=mlp_dropout,
-                                   use_predictor_moe=self.use_predictor_moe)
-        private, self.tag_experts = self._mixtures_of_experts(
-            self.num_sources, self.num_tags, expert_hidden, private_moe_layers, tagger_hidden,
-            predictor_layers, mlp_dropout, self.use_predictor_moe, name="tag_experts")
-        if private is not None:
-            self.private_experts = private
-
-    def task_outputs(self, embeddings, lengths, mask, shared, training=False):
-        features = [shared]
-        outputs = {"mask": mask}
-        if self.use_private:
-            private = self.private_encoder(embeddings, lengths, training=training)
-            private, outputs["private_gate_logits"] = self.private_experts(private, training=training)
-            features.append(private)
-        features = tf.concat(features, axis=-1) if len(features) > 1 else features[0]
-        outputs["log_probs"], outputs["gate_logits"] = self.tag_experts(features, training=training)
-        return outputs
 
     def get_config(self):
-        return {**super().get_config(), **self._tagger_config}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        return {**super().get_config(), "num_tags": self.num_tags,
+                "tagger_hidden": self.predictor_hidden}
 
 
 keras.saving.register_keras_serializable("man_tf")(ManMoeTagger)

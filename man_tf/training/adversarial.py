@@ -97,7 +97,7 @@ class AdversarialModel(keras.Model):
     """Wraps a built MAN-MoE model (tagger or classifier) for ``fit``.
 
     Args:
-      model: a ``ManMoeEncoder`` subclass; its ``call`` returns ``log_probs``,
+      model: a ``ManMoeModel`` (``ManMoeTagger``, ``ManMoeClassifier``); its ``call`` returns ``log_probs``,
         ``gate_logits``, optionally ``private_gate_logits``, and ``mask``, and
         its ``label_key`` names the batch's label field. Built here (every
         variable, before any step) if it is not yet.

@@ -12,6 +12,10 @@ import os
 import tensorflow as tf
 
 
+# The composed model's parts (man_tf.models.man_moe), left out of checkpoint keys.
+MODEL_PARTS = ("backbone", "head", "adversary")
+
+
 def model_variables(model):
     """``{path inside the model: variable}`` for every model variable.
 
@@ -27,15 +31,24 @@ def model_variables(model):
     # λ (the gradient reversal's variable) is not saved: it is a setting
     # (train.lambd, or a schedule's value at the step), not learned, and
     # checkpoints from before it was a variable restore unchanged.
-    kept = [v for v in model.variables
-            if v is not getattr(getattr(model, "gradient_reversal", None), "lambd", None)]
+    # The composed model's parts ("backbone/", "head/", "adversary/") are
+    # dropped too: checkpoints written before the model was composed keep
+    # restoring, and the keys name what a variable is, not where it hangs.
+    lambd = getattr(model, "lambd", None)
+    kept = [v for v in model.variables if v is not lambd]
     paths, rng = [], 0
     for v in kept:
         if v.path.endswith("seed_generator_state"):
             paths.append(f"rng/{rng}")
             rng += 1
         else:
-            paths.append(v.path.split("/", 1)[-1])
+            path = v.path.split("/", 1)[-1]
+            part, _, rest = path.partition("/")
+            if part == "adversary" and rest.startswith("language_discriminator/"):
+                # D was built outside the model's name scope before the model
+                # was composed, and its keys lost D's own name with it.
+                rest = rest.split("/", 1)[1]
+            paths.append(rest if part in MODEL_PARTS and rest else path)
     variables = dict(zip(paths, kept))
     if len(variables) != len(kept):
         raise ValueError(f"duplicate variable paths: "

@@ -68,7 +68,7 @@ def test_readme_vec_command_gives_each_language_its_own_vectors(tmp_path):
     trained = workdirs.load_trained(workdir, "latest")
     words = trained.words
     assert sorted(words.blocks) == sorted(LANGS)  # one table per language, not shared
-    table = trained.model.word_embedding.embeddings.numpy()
+    table = trained.model.backbone.word_embedding.embeddings.numpy()
     shared_spelling = 0
     for lang in LANGS:
         for word in sample_words(lang):

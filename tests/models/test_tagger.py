@@ -59,4 +59,4 @@ def test_config_round_trip(data):
     clone = ManMoeTagger.from_config(model.get_config())
     clone.build_all()
     assert clone.count_params() == model.count_params()
-    assert not hasattr(clone, "private_experts") and clone.tag_experts.num_experts == 1
+    assert not hasattr(clone.head, "private_experts") and clone.head.predictor.num_experts == 1

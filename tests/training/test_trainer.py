@@ -67,17 +67,17 @@ def test_frozen_embeddings_never_change(data):
     labeled, unlabeled, vocabularies = data
     model = tiny_model(vocabularies, word_embeddings_trainable=False)
     trainer = make_trainer(model)
-    before = model.word_embedding.embeddings.numpy().copy()
+    before = model.backbone.word_embedding.embeddings.numpy().copy()
     fit_steps(trainer, pipeline.training_stream(labeled, unlabeled, 4, 0), 3)
-    np.testing.assert_array_equal(model.word_embedding.embeddings.numpy(), before)
-    assert all(v is not model.word_embedding.embeddings for v in trainer.main_variables)
+    np.testing.assert_array_equal(model.backbone.word_embedding.embeddings.numpy(), before)
+    assert all(v is not model.backbone.word_embedding.embeddings for v in trainer.main_variables)
 
 
 def test_reversal_sends_minus_lambda_gradient_to_shared_encoder(data):
     labeled, unlabeled, vocabularies = data
     model = tiny_model(vocabularies, **NO_DROPOUT)
     batch = first_batch(labeled, unlabeled)["unlabeled"]
-    shared = model.shared_encoder.trainable_variables
+    shared = model.backbone.shared_encoder.trainable_variables
     with tf.GradientTape(persistent=True) as tape:
         features, mask = model.shared_features(batch)
         reversed_loss = tf.reduce_sum(model.discriminate(features, batch["lengths"], reverse=True))
@@ -93,7 +93,7 @@ def test_lambda_lives_in_one_place_and_a_step_logs_the_value_it_applied(data):
     trainer = make_trainer(model, lambd=0.01)  # assigns the model's λ variable
     assert trainer.lambd is model.lambd and float(model.lambd.numpy()) == pytest.approx(0.01)
     batch = first_batch(labeled, unlabeled)["unlabeled"]
-    shared = model.shared_encoder.trainable_variables
+    shared = model.backbone.shared_encoder.trainable_variables
 
     def reversed_over_plain():
         with tf.GradientTape(persistent=True) as tape:
