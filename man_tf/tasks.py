@@ -59,8 +59,7 @@ class Tagging(Task):
 
     def model(self, config, num_labels, **kwargs):
         from man_tf.models import ManMoeTagger
-        return ManMoeTagger(num_tags=num_labels, predictor_layers=config.model.predictor_layers,
-                            **kwargs)
+        return ManMoeTagger(num_tags=num_labels, **kwargs)
 
     def score(self, examples, prediction_ids, labels):
         from man_tf.evaluation import tagging
@@ -95,8 +94,7 @@ class Classification(Task):
 
     def model(self, config, num_labels, **kwargs):
         from man_tf.models import ManMoeClassifier
-        return ManMoeClassifier(num_classes=num_labels,
-                                predictor_layers=config.model.predictor_layers, **kwargs)
+        return ManMoeClassifier(num_classes=num_labels, **kwargs)
 
     def score(self, examples, prediction_ids, labels):
         from man_tf.evaluation import classification

@@ -7,6 +7,18 @@ from man_tf.data.errors import DataError
 from man_tf.pretrained.encoder_inputs import ENCODER_DIMS
 
 
+# config.model fields that are model constructor arguments of the same name.
+SAME_NAMES = (
+    "word_dim", "use_char_cnn", "char_embedding_dim", "char_filters", "char_kernel_sizes",
+    "char_output_dim", "char_embedding_trainable", "shared_hidden", "private_hidden",
+    "lstm_layers", "use_private", "expert_hidden", "private_moe_layers", "use_predictor_moe",
+    "predictor_layers", "dropout", "word_dropout", "mlp_dropout", "discriminator",
+    "discriminator_filters", "discriminator_kernel_sizes", "discriminator_hidden",
+    "discriminator_layers", "discriminator_dropout")
+# ... and those added later, with the value older workdirs trained with.
+LATER_FIELDS = {"unk_replacement": 0.0, "predictor_mixture": "probabilities", "use_words": True}
+
+
 def model_arguments(config, num_words, num_chars, num_sources, word_block_starts=(0,)):
     """The arguments every task's model takes, from the config
     (``word_block_starts``: ``WordVocabulary.offsets`` values, where each
@@ -14,30 +26,19 @@ def model_arguments(config, num_words, num_chars, num_sources, word_block_starts
     the task's own and picks the class."""
     m = config.model
     pretrained = any(config.data.embeddings.values())
-    return dict(
+    arguments = {key: m[key] for key in SAME_NAMES}
+    for key in ("char_kernel_sizes", "discriminator_kernel_sizes"):
+        arguments[key] = tuple(arguments[key])
+    arguments.update(
+        {key: m.get(key, default) for key, default in LATER_FIELDS.items()},
         num_sources=num_sources, num_words=num_words, num_chars=num_chars,
-        num_languages=num_sources + 1, word_dim=m.word_dim,
+        num_languages=num_sources + 1,
         word_embeddings_trainable=not (pretrained and m.fix_embeddings),
-        use_char_cnn=m.use_char_cnn, char_embedding_dim=m.char_embedding_dim,
-        char_filters=m.char_filters, char_kernel_sizes=tuple(m.char_kernel_sizes),
-        char_output_dim=m.char_output_dim, char_embedding_trainable=m.char_embedding_trainable,
-        unique_char_words=not config.train.jit_compile, shared_hidden=m.shared_hidden,
-        private_hidden=m.private_hidden, lstm_layers=m.lstm_layers, use_private=m.use_private,
-        expert_hidden=m.expert_hidden, private_moe_layers=m.private_moe_layers,
-        use_predictor_moe=m.use_predictor_moe, dropout=m.dropout,
-        word_dropout=m.word_dropout, mlp_dropout=m.mlp_dropout, discriminator=m.discriminator,
-        discriminator_filters=m.discriminator_filters,
-        discriminator_kernel_sizes=tuple(m.discriminator_kernel_sizes),
-        discriminator_hidden=m.discriminator_hidden,
-        discriminator_layers=m.discriminator_layers,
-        discriminator_dropout=m.discriminator_dropout, lambd=config.train.lambd,
+        unique_char_words=not config.train.jit_compile, lambd=config.train.lambd,
         word_block_starts=tuple(word_block_starts),
-        # Workdirs written before this field existed trained without it.
-        unk_replacement=m.get("unk_replacement", 0.0),
-        predictor_mixture=m.get("predictor_mixture", "probabilities"),
-        use_words=m.get("use_words", True),
         encoder_dim=ENCODER_DIMS.get(m.get("encoder", ""), 0),
         encoder_layers=len(m.get("encoder_layers", (0,))))
+    return arguments
 
 
 def load_pretrained_embeddings(config, model, words, pretrained):
