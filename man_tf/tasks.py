@@ -27,6 +27,11 @@ class Task:
         """The task's MAN-MoE model (``kwargs``: the shared model arguments)."""
         raise NotImplementedError
 
+    def label_vocabulary(self, labels):
+        """The vocabulary of a workdir's labels (``vocab.json``'s ``tags``)."""
+        from man_tf.data.vocab import LabelVocabulary
+        return LabelVocabulary(labels)
+
     def score(self, examples, prediction_ids, labels):
         """Scores (``.primary`` is what model selection maximises)."""
         raise NotImplementedError
@@ -60,6 +65,10 @@ class Tagging(Task):
     def model(self, config, num_labels, **kwargs):
         from man_tf.models import ManMoeTagger
         return ManMoeTagger(num_tags=num_labels, **kwargs)
+
+    def label_vocabulary(self, labels):
+        from man_tf.data.vocab import TagVocabulary
+        return TagVocabulary(labels)
 
     def score(self, examples, prediction_ids, labels):
         from man_tf.evaluation import tagging

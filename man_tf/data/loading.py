@@ -135,7 +135,7 @@ def _check_tag_sets(config, data):
 
 def class_vocabulary():
     """Classification labels, stored where a tagger stores its tags."""
-    return vocab.TagVocabulary(list(reviews.LABELS))
+    return vocab.LabelVocabulary(list(reviews.LABELS))
 
 
 LOWERCASE_CHAR_TARGETS = ("de",)  # the authors' --lowercase_char runs

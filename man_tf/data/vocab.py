@@ -142,20 +142,35 @@ class CharVocabulary(Vocabulary):
         return cls(vocab.tokens, lowercase)
 
 
-class TagVocabulary:
-    """BIO2 tags, ``O`` first; every type gets both ``B-`` and ``I-``."""
+class LabelVocabulary:
+    """The labels a model predicts (a classifier's classes), in id order.
+    ``tags`` is the same list: the name the workdir files and the tagging
+    code use."""
 
-    def __init__(self, tags):
-        self.tags = list(tags)
-        self.index = {t: i for i, t in enumerate(self.tags)}
+    kind = "label"
+
+    def __init__(self, labels):
+        self.labels = list(labels)
+        self.index = {t: i for i, t in enumerate(self.labels)}
+
+    @property
+    def tags(self):
+        return self.labels
 
     def __len__(self):
-        return len(self.tags)
+        return len(self.labels)
 
-    def id(self, tag):
-        if tag not in self.index:
-            raise KeyError(f"tag {tag!r} is not in the training tag set {self.tags}")
-        return self.index[tag]
+    def id(self, label):
+        if label not in self.index:
+            raise KeyError(f"{self.kind} {label!r} is not in the training {self.kind} set "
+                           f"{self.labels}")
+        return self.index[label]
+
+
+class TagVocabulary(LabelVocabulary):
+    """BIO2 tags, ``O`` first; every type gets both ``B-`` and ``I-``."""
+
+    kind = "tag"
 
     @property
     def entity_types(self):
@@ -182,7 +197,8 @@ def save_vocabularies(directory, words, chars, tags):
 
 
 def load_vocabularies(directory):
-    """Returns ``(WordVocabulary, CharVocabulary, TagVocabulary)``."""
+    """Returns ``(WordVocabulary, CharVocabulary, TagVocabulary)`` (a
+    classifier's workdir: its classes, see ``Task.label_vocabulary``)."""
     with open(os.path.join(directory, "vocab.json"), encoding="utf-8") as f:
         data = json.load(f)
     return (WordVocabulary.from_json(data["words"]),

@@ -63,6 +63,7 @@ def train(config, workdir, callbacks=()):
     resuming = latest is not None and os.path.exists(vocab_file)
     if resuming:
         words, chars, tags = vocab.load_vocabularies(workdir)
+        tags = tasks.task_of(config).label_vocabulary(tags.labels)
         logging.info("resuming: vocabularies from %s", vocab_file)
     else:
         words, chars, tags = loading.build_vocabularies(config, data, pretrained)

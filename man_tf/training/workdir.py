@@ -135,7 +135,7 @@ class Trained:
     target: str
     words: object     # WordVocabulary
     chars: object     # CharVocabulary
-    tags: object      # TagVocabulary (classes, for a classifier)
+    tags: object      # the task's label vocabulary (TagVocabulary; classes: LabelVocabulary)
     model: object
     checkpoint: str
 
@@ -148,13 +148,14 @@ def load_trained(workdir, which="best", precision=None):
     """Rebuilds the model of a workdir and restores its ``best``/``latest``
     checkpoint. ``precision`` overrides the config's dtype policy."""
     from man_tf.data import vocab
-    from man_tf.tasks import build_model
+    from man_tf.tasks import build_model, task_of
     from man_tf.training import checkpoints, strategy as strategies
 
     config = load_config(workdir)
     strategies.set_precision(precision or config.train.precision)
     sources, target = resolve_languages(config)
     words, chars, tags = vocab.load_vocabularies(workdir)
+    tags = task_of(config).label_vocabulary(tags.labels)
     model = build_model(config, words.size, len(chars), len(tags), len(sources),
                         list(words.offsets.values()))
     model.build_all()

@@ -45,9 +45,23 @@ def test_sigkill_then_rerun_ends_like_an_uninterrupted_run(uninterrupted, tmp_pa
     workdir = str(tmp_path / "killed")
     process = subprocess.Popen(train_command(workdir), cwd=ROOT, env=ENV,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    marker = os.path.join(workdir, "checkpoints", "ckpt-30.index")
+    # Killed once the checkpoint of step 30 is in force: its files written
+    # *and* the manager's state file naming it (written last; a kill between
+    # the two resumes from the checkpoint before, as it should).
+    state = os.path.join(workdir, "checkpoints", "checkpoint")
+
+    def step_30_in_force():
+        try:
+            with open(state, encoding="utf-8") as f:
+                return re.search(r'^model_checkpoint_path: ".*ckpt-(\d+)"', f.read(), re.M)
+        except OSError:
+            return None
+
     deadline = time.time() + 300
-    while not os.path.exists(marker) and process.poll() is None and time.time() < deadline:
+    while process.poll() is None and time.time() < deadline:
+        found = step_30_in_force()
+        if found and int(found.group(1)) >= 30:
+            break
         time.sleep(0.05)
     assert process.poll() is None, "training finished before it could be killed"
     process.send_signal(signal.SIGKILL)

@@ -1,3 +1,5 @@
+import pytest
+
 from man_tf.data.conll import Sentence
 from man_tf.data.vocab import (PAD_ID, UNK_ID, CharVocabulary, TagVocabulary, WordVocabulary,
                                load_vocabularies, save_vocabularies)
@@ -35,3 +37,20 @@ def test_save_load_round_trip(tmp_path):
     w2, c2, t2 = load_vocabularies(str(tmp_path))
     assert w2.ids("de", ["Berlin", "x"]) == words.ids("de", ["Berlin", "x"])
     assert c2.tokens == chars.tokens and t2.tags == tags.tags
+
+
+def test_classes_are_labels_and_tags_keep_their_bio_build():
+    from man_tf.data.vocab import LabelVocabulary
+    from man_tf.tasks import task_of
+    from man_tf.config_files import load_config_file
+    classes = task_of(load_config_file("configs/amazon_cls.py")).label_vocabulary(
+        ["negative", "positive"])
+    assert type(classes) is LabelVocabulary and classes.id("positive") == 1
+    assert classes.tags == classes.labels == ["negative", "positive"]
+    with pytest.raises(KeyError, match="label 'neutral' is not in the training label set"):
+        classes.id("neutral")
+    tags = task_of(load_config_file("configs/sample_ner.py")).label_vocabulary(
+        ["O", "B-PER", "I-PER"])
+    assert isinstance(tags, TagVocabulary) and tags.entity_types == ["PER"]
+    with pytest.raises(KeyError, match="tag 'B-LOC' is not in the training tag set"):
+        tags.id("B-LOC")
