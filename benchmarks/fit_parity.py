@@ -1,14 +1,15 @@
-"""Same numbers before and after a change of the training loop: one CoNLL and
-one Webis-CLS-10 cell at a short budget, trained by two checkouts.
+"""Same numbers before and after a change of the training loop or the model:
+one CoNLL and one Webis-CLS-10 cell at a short budget, trained by two checkouts.
 
     git worktree add /tmp/before <commit before>; git worktree add /tmp/after <commit after>
     python benchmarks/fit_parity.py --run --code=/tmp/before --out=/tmp/cmp_before
     python benchmarks/fit_parity.py --run --code=/tmp/after --out=/tmp/cmp_after
     python benchmarks/fit_parity.py --before=/tmp/cmp_before --after=/tmp/cmp_after \
-        --before_commit=dd722e8 --after_commit=...
+        --before_commit=dd722e8 --after_commit=... --change=fit
 
 Compares results.json (dev/test score, best step) and every model variable
-of the final checkpoints; writes benchmarks/results/fit_parity.{json,md}.
+of the final checkpoints; each ``--change`` is its own section of
+benchmarks/results/fit_parity.{json,md} (the others are kept).
 """
 
 import argparse
@@ -27,6 +28,15 @@ CELLS = {
                        "--config.target=de"],
 }
 STEPS, EVAL_EVERY = 300, 100
+# What each compared change was: (title, before, after).
+CHANGES = {
+    "fit": ("The training loop under `fit`: same numbers as the hand-written loop",
+            "hand-written loop, `AdversarialTrainer`",
+            "`AdversarialModel.train_step` run by `fit`, the loop as callbacks"),
+    "composed": ("The model composed: same numbers as the model before",
+                 "one model class per task on a shared base class",
+                 "`ManMoeModel` = `Backbone` + `MoeHead` + `LanguageAdversary`"),
+}
 
 
 def run(code, out):
@@ -70,13 +80,13 @@ def compare(before, after):
     return cells
 
 
-def table(data):
-    lines = ["# The training loop under `fit`: same numbers as the hand-written loop", "",
+def table(data, change):
+    title, before, after = CHANGES[change]
+    lines = [f"## {title}", "",
              f"Machine: {data['machine']}. Date: {data['date']}.", "",
              f"Each cell trained {STEPS} iterations (dev every {EVAL_EVERY}), default config "
-             f"otherwise, by commit {data['before_commit']} (hand-written loop, "
-             f"`AdversarialTrainer`) and by commit {data['after_commit']} (`AdversarialModel."
-             f"train_step` run by `fit`, the loop as callbacks): in each checkout `python -m "
+             f"otherwise, by commit {data['before_commit']} ({before}) and by commit "
+             f"{data['after_commit']} ({after}): in each checkout `python -m "
              f"man_tf.cli.train <cell flags> --config.train.steps={STEPS} "
              f"--config.train.eval_every={EVAL_EVERY} --workdir=...` (what `--run` does), "
              f"cells: " + "; ".join(f"{c}: `{' '.join(f)}`" for c, f in CELLS.items()) + ". "
@@ -94,6 +104,20 @@ def table(data):
     return "\n".join(lines) + "\n"
 
 
+def document(comparisons):
+    return "\n".join(["# Same numbers before and after a change", ""]
+                     + [table(data, change) for change, data in comparisons.items()])
+
+
+def load(path):
+    """The comparisons so far (a file written before ``--change`` held one: ``fit``)."""
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    return data["comparisons"] if "comparisons" in data else {"fit": data}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", action="store_true", help="train the cells with --code")
@@ -103,20 +127,25 @@ def main():
     parser.add_argument("--after")
     parser.add_argument("--before_commit", default="")
     parser.add_argument("--after_commit", default="")
+    parser.add_argument("--change", choices=sorted(CHANGES), default="fit",
+                        help="which change the comparison checks (its section)")
     args = parser.parse_args()
     if args.run:
         run(args.code, args.out)
         return
-    data = {"machine": common.machine(), "date": datetime.date.today().isoformat(),
-            "before_commit": args.before_commit, "after_commit": args.after_commit,
-            "command": "python benchmarks/fit_parity.py " + " ".join(sys.argv[1:]),
-            "cells": compare(args.before, args.after)}
+    path = os.path.join(common.RESULTS, "fit_parity.json")
+    comparisons = load(path)
+    comparisons[args.change] = {
+        "machine": common.machine(), "date": datetime.date.today().isoformat(),
+        "before_commit": args.before_commit, "after_commit": args.after_commit,
+        "command": "python benchmarks/fit_parity.py " + " ".join(sys.argv[1:]),
+        "cells": compare(args.before, args.after)}
     os.makedirs(common.RESULTS, exist_ok=True)
-    with open(os.path.join(common.RESULTS, "fit_parity.json"), "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"comparisons": comparisons}, f, indent=1)
     with open(os.path.join(common.RESULTS, "fit_parity.md"), "w", encoding="utf-8") as f:
-        f.write(table(data))
-    print(table(data))
+        f.write(document(comparisons))
+    print(document(comparisons))
 
 
 if __name__ == "__main__":
