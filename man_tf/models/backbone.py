@@ -1,8 +1,8 @@
 """The backbone MAN-MoE's task models share: inputs -> F_s and F_p's BiLSTM.
 
     words (per-language rows) ┐
-    encoder features (mixed)  ├─ concat -> embeddings ─┬─ F_s (BiLSTM) -> shared  [B, T, Hs]
-    characters (char-CNN)     ┘                        └─ F_p's BiLSTM -> private [B, T, Hp]
+    encoder features (mixed)  ├─ concat -> x ─┬─ F_s (BiLSTM)  -> shared  [B, T, Hs]
+    characters (char-CNN)     ┘               └─ F_p's BiLSTM -> private [B, T, Hp]
 
 Any of the three inputs can be left out (at least one stays). The mixtures
 of experts on top live in :mod:`man_tf.models.head`, the language

@@ -97,8 +97,9 @@ class AdversarialModel(keras.Model):
     """Wraps a built MAN-MoE model (tagger or classifier) for ``fit``.
 
     Args:
-      model: a ``ManMoeModel`` (``ManMoeTagger``, ``ManMoeClassifier``); its ``call`` returns ``log_probs``,
-        ``gate_logits``, optionally ``private_gate_logits``, and ``mask``, and
+      model: a ``ManMoeModel`` (``ManMoeTagger``, ``ManMoeClassifier``); its
+        ``call`` returns ``log_probs``, ``gate_logits``, optionally
+        ``private_gate_logits``, and ``mask``, and
         its ``label_key`` names the batch's label field. Built here (every
         variable, before any step) if it is not yet.
       num_languages: all languages (sources first, in source order).
