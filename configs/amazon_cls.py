@@ -31,8 +31,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DOMAINS = ("books", "dvd", "music")
 
 
-def get_config():
-    config = load_config_file(os.path.join(HERE, "conll_ner.py"))
+def get_config(inputs="words"):
+    """``inputs``: "words" (word vectors) or "encoder" (the frozen
+    multilingual encoder's word features, the recommended input:
+    ``--config=configs/amazon_cls.py:encoder``)."""
+    if inputs not in ("words", "encoder"):
+        raise ValueError(f"configs/amazon_cls.py:{inputs}: expected 'words' or 'encoder'")
+    config = load_config_file(os.path.join(HERE, "conll_ner.py") + f":{inputs}")
     config.task = "classification"
     config.domain = "books"   # books | dvd | music
     config.target = "de"      # de | fr | jp

@@ -211,3 +211,18 @@ def test_classifier_with_encoder_input_trains_exports_and_serves(tmp_path):
     # network: served (features computed in the graph) = in memory (cache).
     np.testing.assert_allclose(np.array(served["expert_weights"]),
                                np.stack([np.ravel(g) for g in predicted.gates]), atol=2e-3)
+
+
+def test_encoder_config_sections_set_the_encoder_input_and_nothing_else():
+    """``configs/<file>.py:encoder`` = the file's words config with the encoder
+    as input (what the benchmarks' encoder sections run)."""
+    from man_tf.config_files import load_config_file
+    for name in ("conll_ner", "amazon_cls"):
+        words, encoder = (load_config_file(f"configs/{name}.py:{inputs}").to_dict()
+                          for inputs in ("words", "encoder"))
+        assert (encoder["model"].pop("encoder"), encoder["model"].pop("use_words")) == \
+            ("e5-small", False)
+        assert (words["model"].pop("encoder"), words["model"].pop("use_words")) == ("", True)
+        assert encoder == words
+    with pytest.raises(ValueError, match="amazon_cls.py:bert: expected 'words' or 'encoder'"):
+        load_config_file("configs/amazon_cls.py:bert")
