@@ -196,11 +196,12 @@ def save_vocabularies(directory, words, chars, tags):
     return path
 
 
-def load_vocabularies(directory):
-    """Returns ``(WordVocabulary, CharVocabulary, TagVocabulary)`` (a
-    classifier's workdir: its classes, see ``Task.label_vocabulary``)."""
+def load_vocabularies(directory, label_vocabulary=TagVocabulary):
+    """Returns ``(WordVocabulary, CharVocabulary, label_vocabulary(labels))``
+    (``label_vocabulary``: the task's, ``Task.label_vocabulary``; a
+    classifier's labels are its classes)."""
     with open(os.path.join(directory, "vocab.json"), encoding="utf-8") as f:
         data = json.load(f)
     return (WordVocabulary.from_json(data["words"]),
             CharVocabulary(data["chars"]["tokens"], data["chars"]["lowercase"]),
-            TagVocabulary(data["tags"]))
+            label_vocabulary(data["tags"]))

@@ -35,7 +35,7 @@ class ManMoeClassifier(ManMoeModel):
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes,
-                "classifier_hidden": self.predictor_hidden}
+                "classifier_hidden": self.head.predictor_hidden}
 
 
 keras.saving.register_keras_serializable("man_tf")(ManMoeClassifier)

@@ -41,7 +41,7 @@ class MoeHead(keras.layers.Layer):
         self.use_private = bool(use_private)
         self.feature_dim = int(shared_hidden) + (int(private_hidden) if use_private else 0)
         self.shared_hidden, self.private_hidden = int(shared_hidden), int(private_hidden)
-        predictor_hidden = predictor_hidden or self.feature_dim
+        self.predictor_hidden = int(predictor_hidden or self.feature_dim)
         # Built in the order of the models before this head existed, so a
         # seed gives the same initial weights (see BUILD_NOTES).
         if level == "sentence":
@@ -55,7 +55,7 @@ class MoeHead(keras.layers.Layer):
                 name="private_experts")
         self.predictor = MixtureOfExperts(
             num_sources if use_predictor_moe else 1, num_outputs,
-            hidden_units=(predictor_hidden,) * predictor_layers, output="log_probs",
+            hidden_units=(self.predictor_hidden,) * predictor_layers, output="log_probs",
             dropout=mlp_dropout, final_dropout=False, mixture=predictor_mixture,
             name=predictor_name)
         if self.use_private:

@@ -78,9 +78,6 @@ class ManMoeModel(keras.Model):
         self.use_predictor_moe = bool(use_predictor_moe)
         self.backbone = Backbone(**{k: v for k, v in parts_kwargs.items()
                                     if k in BACKBONE_ARGUMENTS}, name="backbone")
-        self.use_private = self.backbone.use_private
-        self.encoder_dim, self.encoder_layers = (self.backbone.encoder_dim,
-                                                 self.backbone.encoder_layers)
         b = self.backbone
         self.adversary = LanguageAdversary(
             num_languages, b.shared_hidden, name="adversary",
@@ -102,7 +99,6 @@ class ManMoeModel(keras.Model):
         for key in ("char_kernel_sizes", "discriminator_kernel_sizes", "word_block_starts"):
             if key in self._parts_config:
                 self._parts_config[key] = list(self._parts_config[key])
-        self.predictor_hidden = predictor_hidden or self.head.feature_dim
 
     def build(self, input_shape=None):
         """Every variable, λ's included (see the class docstring for the order)."""
@@ -125,8 +121,8 @@ class ManMoeModel(keras.Model):
         return self._head(x, inputs["lengths"], mask, shared, training)
 
     def _head(self, embeddings, lengths, mask, shared, training):
-        private = self.backbone.private(embeddings, lengths, training) if self.use_private \
-            else None
+        private = self.backbone.private(embeddings, lengths, training) \
+            if self.backbone.use_private else None
         return self.head(shared, private, lengths, mask, training=training)
 
     def call_with_adversary(self, labeled, unlabeled, training=False):
@@ -179,8 +175,9 @@ class ManMoeModel(keras.Model):
             self.build()
         dummy = {"words": tf.zeros([1, 5], tf.int32), "chars": tf.ones([1, 5, 5], tf.int32),
                  "lengths": tf.constant([5], tf.int32)}
-        if self.encoder_dim:
-            dummy["encoder_features"] = tf.zeros([1, 5, self.encoder_layers, self.encoder_dim],
+        b = self.backbone
+        if b.encoder_dim:
+            dummy["encoder_features"] = tf.zeros([1, 5, b.encoder_layers, b.encoder_dim],
                                                  tf.float16)
         return self(dummy, training=False)
 

@@ -44,7 +44,7 @@ class ManMoeTagger(ManMoeModel):
 
     def get_config(self):
         return {**super().get_config(), "num_tags": self.num_tags,
-                "tagger_hidden": self.predictor_hidden}
+                "tagger_hidden": self.head.predictor_hidden}
 
 
 keras.saving.register_keras_serializable("man_tf")(ManMoeTagger)

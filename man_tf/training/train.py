@@ -62,8 +62,8 @@ def train(config, workdir, callbacks=()):
     vocab_file = os.path.join(workdir, workdirs.VOCAB_FILE)
     resuming = latest is not None and os.path.exists(vocab_file)
     if resuming:
-        words, chars, tags = vocab.load_vocabularies(workdir)
-        tags = tasks.task_of(config).label_vocabulary(tags.labels)
+        words, chars, tags = vocab.load_vocabularies(workdir,
+                                                     tasks.task_of(config).label_vocabulary)
         logging.info("resuming: vocabularies from %s", vocab_file)
     else:
         words, chars, tags = loading.build_vocabularies(config, data, pretrained)

@@ -154,8 +154,7 @@ def load_trained(workdir, which="best", precision=None):
     config = load_config(workdir)
     strategies.set_precision(precision or config.train.precision)
     sources, target = resolve_languages(config)
-    words, chars, tags = vocab.load_vocabularies(workdir)
-    tags = task_of(config).label_vocabulary(tags.labels)
+    words, chars, tags = vocab.load_vocabularies(workdir, task_of(config).label_vocabulary)
     model = build_model(config, words.size, len(chars), len(tags), len(sources),
                         list(words.offsets.values()))
     model.build_all()

@@ -54,3 +54,12 @@ def test_classes_are_labels_and_tags_keep_their_bio_build():
     assert isinstance(tags, TagVocabulary) and tags.entity_types == ["PER"]
     with pytest.raises(KeyError, match="tag 'B-LOC' is not in the training tag set"):
         tags.id("B-LOC")
+
+
+def test_a_workdir_vocabulary_loads_as_the_task_asks(tmp_path):
+    from man_tf.data.vocab import LabelVocabulary
+    words = WordVocabulary.build({"en": EN})
+    save_vocabularies(str(tmp_path), words, CharVocabulary.build(EN),
+                      LabelVocabulary(["negative", "positive"]))
+    _, _, labels = load_vocabularies(str(tmp_path), LabelVocabulary)
+    assert type(labels) is LabelVocabulary and labels.labels == ["negative", "positive"]
