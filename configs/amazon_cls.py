@@ -69,6 +69,9 @@ def get_config(inputs="words"):
     model.expert_hidden = 128
     model.discriminator_hidden = 128
     train = config.train
+    # NER's 2e-3 was measured for NER only; the Webis-CLS-10 numbers were
+    # made with the authors' 1e-3.
+    train.learning_rate = 1e-3
     train.eval_every = 250
     train.checkpoint_every = 250
     return config
