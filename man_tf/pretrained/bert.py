@@ -7,6 +7,15 @@ of the offline 4-bit file, and the serving graph must hold plain core-TF ops
 only. Post-LayerNorm BERT: embeddings (word + position + token type 0) ->
 LayerNorm -> ``layers`` x [self-attention -> add & LayerNorm -> GELU (erf)
 feed-forward -> add & LayerNorm].
+
+Written for speed on CPU, where a served sentence is short and a batch is
+ragged (benchmarks/results/serving.md): the dense layers run on the real
+pieces only (``[pieces, hidden]``, padding gathered out; only attention needs
+the padded ``[batch, heads, time, time]`` layout), query/key/value are one
+matmul, and each layer is a few dozen plain TF ops. Under a bfloat16 compute
+dtype (``dtype="mixed_bfloat16"``: serving CPUs with native bf16) the
+matmuls run in bfloat16 while LayerNorm statistics and the attention softmax
+stay float32.
 """
 
 import keras
@@ -14,8 +23,27 @@ import numpy as np
 import tensorflow as tf
 
 
+def _dense(x, layer):
+    """``x @ kernel + bias`` of a built ``keras.layers.Dense`` in ``x``'s dtype
+    (one MatMul + BiasAdd, which grappler fuses)."""
+    return tf.nn.bias_add(tf.matmul(x, tf.cast(layer.kernel, x.dtype)),
+                          tf.cast(layer.bias, x.dtype))
+
+
+def _layer_norm(x, norm):
+    """``keras.layers.LayerNormalization`` over the last axis, in float32."""
+    dtype, x = x.dtype, tf.cast(x, tf.float32)
+    mean, variance = tf.nn.moments(x, [-1], keepdims=True)
+    x = (x - mean) * tf.math.rsqrt(variance + norm.epsilon)
+    return tf.cast(x * tf.cast(norm.gamma, tf.float32) + tf.cast(norm.beta, tf.float32), dtype)
+
+
 class TransformerLayer(keras.layers.Layer):
-    """One post-LN encoder layer: ``[batch, time, hidden]`` + mask ``[batch, time]``."""
+    """One post-LN encoder layer on the real pieces of a padded batch:
+    ``x`` ``[pieces, hidden]`` (the pieces at ``positions``, int64 ``[pieces,
+    2]`` (row, column) of a ``[batch, time]`` batch) + ``attention_bias``
+    float32 ``[batch, 1, 1, time]`` (0 at real pieces, -1e9 at padding) ->
+    ``[pieces, hidden]``."""
 
     def __init__(self, hidden, heads, intermediate, eps=1e-12, **kwargs):
         super().__init__(**kwargs)
@@ -23,8 +51,8 @@ class TransformerLayer(keras.layers.Layer):
             raise ValueError(f"hidden {hidden} is not a multiple of heads {heads}")
         self.hidden, self.heads, self.intermediate, self.eps = hidden, heads, intermediate, eps
         dense = lambda units, name: keras.layers.Dense(units, name=name)
-        self.query, self.key, self.value = dense(hidden, "query"), dense(hidden, "key"), \
-            dense(hidden, "value")
+        # Query, key and value side by side: kernel [hidden, 3 * hidden].
+        self.query_key_value = dense(3 * hidden, "query_key_value")
         self.attention_output = dense(hidden, "attention_output")
         self.attention_norm = keras.layers.LayerNormalization(epsilon=eps, name="attention_norm")
         self.intermediate_dense = dense(intermediate, "intermediate")
@@ -32,29 +60,33 @@ class TransformerLayer(keras.layers.Layer):
         self.output_norm = keras.layers.LayerNormalization(epsilon=eps, name="output_norm")
 
     def build(self, input_shape):
-        for layer in (self.query, self.key, self.value, self.attention_output):
+        for layer in (self.query_key_value, self.attention_output, self.intermediate_dense):
             layer.build((None, self.hidden))
-        self.intermediate_dense.build((None, self.hidden))
         self.output_dense.build((None, self.intermediate))
         self.attention_norm.build((None, self.hidden))
         self.output_norm.build((None, self.hidden))
         super().build(input_shape)
 
-    def call(self, x, mask):
-        batch, time = tf.shape(x)[0], tf.shape(x)[1]
+    def call(self, x, positions, attention_bias):
+        batch, time = tf.shape(attention_bias)[0], tf.shape(attention_bias)[3]
         size = self.hidden // self.heads
-
-        def split(t):  # [batch, time, hidden] -> [batch, heads, time, size]
-            return tf.transpose(tf.reshape(t, [batch, time, self.heads, size]), [0, 2, 1, 3])
-
-        q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
-        scores = tf.matmul(q, k, transpose_b=True) / tf.cast(tf.sqrt(float(size)), x.dtype)
-        scores += (1.0 - tf.cast(mask, scores.dtype))[:, None, None, :] * -1e9
-        context = tf.matmul(tf.nn.softmax(scores, axis=-1), v)
-        context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [batch, time, self.hidden])
-        x = self.attention_norm(x + self.attention_output(context))
-        h = tf.nn.gelu(self.intermediate_dense(x), approximate=False)
-        return self.output_norm(x + self.output_dense(h))
+        qkv = tf.scatter_nd(positions, _dense(x, self.query_key_value),
+                            tf.stack([tf.cast(batch, tf.int64), tf.cast(time, tf.int64),
+                                      3 * self.hidden]))
+        # [batch, time, 3, heads, size] -> [3, batch, heads, time, size]
+        qkv = tf.transpose(tf.reshape(qkv, [batch, time, 3, self.heads, size]), [2, 0, 3, 1, 4])
+        q, k, v = qkv[0] * tf.cast(size ** -0.5, x.dtype), qkv[1], qkv[2]
+        # (Keras casts attention_bias to the compute dtype: 0 and -1e9 survive bfloat16.)
+        scores = tf.cast(tf.matmul(q, k, transpose_b=True), tf.float32) + \
+            tf.cast(attention_bias, tf.float32)
+        context = tf.matmul(tf.cast(tf.nn.softmax(scores, axis=-1), x.dtype), v)
+        context = tf.gather_nd(tf.transpose(context, [0, 2, 1, 3]), positions)
+        context = tf.reshape(context, [-1, self.hidden])
+        x = _layer_norm(x + _dense(context, self.attention_output), self.attention_norm)
+        # GELU (erf) in float32: TF's bfloat16 erf is over twice as slow.
+        h = tf.cast(tf.nn.gelu(tf.cast(_dense(x, self.intermediate_dense), tf.float32),
+                               approximate=False), x.dtype)
+        return _layer_norm(x + _dense(h, self.output_dense), self.output_norm)
 
     def get_config(self):
         return {**super().get_config(), "hidden": self.hidden, "heads": self.heads,
@@ -87,10 +119,12 @@ def dequantize_rows(nibbles, scales):
 
 
 class BertEncoder(keras.layers.Layer):
-    """token ids ``[batch, time]`` + mask ``[batch, time]`` -> hidden states of
-    the embedding layer and of layers 1..``num_layers``: ``[num_layers + 1,
-    batch, time, hidden]`` (only the first ``num_layers`` are built: a
-    feature from layer 8 needs no layers above it).
+    """token ids ``[batch, time]`` + mask ``[batch, time]`` -> float32 hidden
+    states of the embedding layer and of layers 1..``num_layers``:
+    ``[num_layers + 1, batch, time, hidden]``, zeros at padding (only the
+    first ``num_layers`` are built: a feature from layer 8 needs no layers
+    above it); ``call(ids, mask, layers=(7,))`` runs the layers up to 7 and
+    returns ``[1, batch, time, hidden]``.
 
     ``quantized_embeddings``: the word embedding table is held as the weights
     file holds it (Q4_0: 4 bits per weight + a float16 scale per 32, 54 MB
@@ -110,8 +144,10 @@ class BertEncoder(keras.layers.Layer):
         self.heads, self.intermediate, self.max_positions = heads, intermediate, max_positions
         self.type_vocab_size, self.eps = type_vocab_size, eps
         self.embedding_norm = keras.layers.LayerNormalization(epsilon=eps, name="embedding_norm")
+        # The layers compute in this layer's dtype (Keras would cast their
+        # inputs to the global policy's otherwise).
         self.transformer_layers = [TransformerLayer(hidden, heads, intermediate, eps,
-                                                    name=f"layer{i}")
+                                                    name=f"layer{i}", dtype=self.dtype_policy)
                                    for i in range(num_layers)]
 
     def build(self, input_shape=None):
@@ -133,21 +169,29 @@ class BertEncoder(keras.layers.Layer):
             layer.build((None, None, self.hidden))
         super().build(input_shape)
 
-    def call(self, ids, mask):
-        time = tf.shape(ids)[1]
+    def call(self, ids, mask, layers=None):
+        """``layers``: which hidden states to return (default all, 0 = the
+        embeddings); zeros at padded positions."""
+        layers = list(range(self.num_layers + 1)) if layers is None else [int(i) for i in layers]
+        shape = tf.shape(ids, out_type=tf.int64)
+        positions = tf.where(mask > 0)                     # [pieces, 2]: the real pieces
+        piece_ids = tf.gather_nd(ids, positions)
         if self.quantized_embeddings:
-            x = dequantize_rows(tf.gather(self.word_embedding_nibbles, ids),
-                                tf.gather(self.word_embedding_scales, ids))
-            x = tf.cast(x, self.compute_dtype)
+            x = dequantize_rows(tf.gather(self.word_embedding_nibbles, piece_ids),
+                                tf.gather(self.word_embedding_scales, piece_ids))
         else:
-            x = tf.gather(self.word_embeddings, ids)
-        x += tf.gather(self.position_embeddings, tf.range(time))[None] + self.type_embedding
-        x = self.embedding_norm(x)
-        states = [x]
-        for layer in self.transformer_layers:
-            x = layer(x, mask)
-            states.append(x)
-        return tf.stack(states)
+            x = tf.gather(self.word_embeddings, piece_ids)
+        x = tf.cast(x, tf.float32) + tf.cast(tf.gather(self.position_embeddings, positions[:, 1])
+                                             + self.type_embedding, tf.float32)
+        x = tf.cast(_layer_norm(x, self.embedding_norm), self.compute_dtype)
+        attention_bias = (1.0 - tf.cast(mask, tf.float32))[:, None, None, :] * -1e9
+        states = {0: x}
+        for i, layer in enumerate(self.transformer_layers[:max(layers)]):
+            x = layer(x, positions, attention_bias)
+            states[i + 1] = x
+        padded = tf.concat([shape, [self.hidden]], 0)
+        return tf.stack([tf.scatter_nd(positions, tf.cast(states[i], tf.float32), padded)
+                         for i in layers])
 
     def get_config(self):
         return {**super().get_config(), "vocab_size": self.vocab_size, "hidden": self.hidden,
@@ -157,17 +201,19 @@ class BertEncoder(keras.layers.Layer):
                 "quantized_embeddings": self.quantized_embeddings}
 
 
-def e5_encoder(weights, num_layers=None, name="e5_encoder", quantized_embeddings=False):
+def e5_encoder(weights, num_layers=None, name="e5_encoder", quantized_embeddings=False,
+               dtype="float32"):
     """A built :class:`BertEncoder` holding ``weights`` (an ``E5Weights``),
     dequantized to float32 (the word embedding table kept in Q4_0 with
-    ``quantized_embeddings``); ``num_layers`` keeps only the lowest layers."""
+    ``quantized_embeddings``); ``num_layers`` keeps only the lowest layers;
+    ``dtype="mixed_bfloat16"`` computes the layers in bfloat16."""
     w = weights
     num_layers = w.layers if num_layers is None else int(num_layers)
     if not 0 <= num_layers <= w.layers:
         raise ValueError(f"num_layers must be in [0, {w.layers}], got {num_layers}")
     encoder = BertEncoder(w.vocab_size, w.hidden, num_layers, w.heads, w.intermediate,
                           w.max_positions, w.type_vocab_size, w.layer_norm_eps,
-                          quantized_embeddings=quantized_embeddings, name=name)
+                          quantized_embeddings=quantized_embeddings, name=name, dtype=dtype)
     encoder.build()
     H, F = w.hidden, w.intermediate
     if quantized_embeddings:
@@ -186,9 +232,10 @@ def e5_encoder(weights, num_layers=None, name="e5_encoder", quantized_embeddings
 
     for i, layer in enumerate(encoder.transformer_layers):
         p = f"l{i}."
-        dense(layer.query, p + "q", H, H)
-        dense(layer.key, p + "k", H, H)
-        dense(layer.value, p + "v", H, H)
+        layer.query_key_value.set_weights([
+            np.ascontiguousarray(np.concatenate(
+                [w.tensor(f"{p}{x}.w", (H, H)) for x in "qkv"]).T),
+            np.concatenate([w.tensor(f"{p}{x}.b") for x in "qkv"])])
         dense(layer.attention_output, p + "ao", H, H)
         layer.attention_norm.set_weights([w.tensor(p + "aln.w"), w.tensor(p + "aln.b")])
         dense(layer.intermediate_dense, p + "fi", F, H)

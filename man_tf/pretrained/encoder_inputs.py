@@ -84,12 +84,15 @@ def encoder_features(config, workdir):
     def features(sentences, label):
         tokens = [list(s.tokens) for s in sentences]
         digest = feature_cache.sentences_digest(tokens)
-        keys = {layer: feature_cache.cache_key(identity, proto, layer, digest)
+        keys = {layer: feature_cache.cache_key(identity, proto, layer, digest, "float32")
                 for layer in layers}
 
         def compute(missing):
+            # float32 whatever the training precision (the serving graph's
+            # default): features are computed once, and bfloat16 would move
+            # them by ~1% (benchmarks/results/serving.md).
             if not extractor or extractor[0].layers != tuple(missing):
-                extractor[:] = [WordFeatures(weights, missing)]
+                extractor[:] = [WordFeatures(weights, missing, dtype="float32")]
             return feature_cache.extract(extractor[0], tokens, name=f"{label} encoder features")
 
         return feature_cache.cached_features(directory, keys, compute)

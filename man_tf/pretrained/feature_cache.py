@@ -3,7 +3,11 @@
 A frozen encoder's features depend only on the sentence, so training reads
 them from a cache instead of running the transformer every step. The cache
 holds one ``.npy`` file of float16 ``[words, hidden]`` per (weights,
-tokenizer, layer, sentences) combination, named by a SHA-256 over all four,
+tokenizer, layer, sentences, compute dtype) combination, named by a SHA-256
+over all five (features are computed in float32 whatever the training
+precision, as the serving graph computes them; caches written before the
+dtype was part of the key held features computed in the training's
+mixed_bfloat16 and are not read),
 written to a temporary name and renamed (a crash never leaves a
 half-written cache), and read memory-mapped. One file per layer: runs that
 ask for other layers (or a mix of several) reuse the layers already there,
@@ -27,14 +31,16 @@ def sentences_digest(sentences):
     return digest.digest()
 
 
-def cache_key(weights_sha256, tokenizer_proto, layer, sentences_sha256):
+def cache_key(weights_sha256, tokenizer_proto, layer, sentences_sha256, compute_dtype="float32"):
     """SHA-256 naming one layer's cache file: the weights file, the
-    tokenizer, the layer and the sentences (:func:`sentences_digest`)."""
+    tokenizer, the layer, the sentences (:func:`sentences_digest`) and the
+    dtype the encoder computed in."""
     digest = hashlib.sha256()
     digest.update(weights_sha256.encode())
     digest.update(hashlib.sha256(tokenizer_proto).digest())
     digest.update(f"layer {int(layer)}".encode())
     digest.update(sentences_sha256)
+    digest.update(f"compute {compute_dtype}".encode())
     return digest.hexdigest()
 
 

@@ -242,6 +242,8 @@ def test_cached_features_equal_features_computed_in_the_graph(e5, word_features,
     assert keys[7] != feature_cache.cache_key(e5_file.WEIGHTS_SHA256, proto, 7,
                                               feature_cache.sentences_digest(sentences[:-1]))
     assert keys[7] != feature_cache.cache_key(e5_file.WEIGHTS_SHA256, proto + b"x", 7, digest)
+    assert keys[7] != feature_cache.cache_key(e5_file.WEIGHTS_SHA256, proto, 7, digest,
+                                              "bfloat16")
     calls = []
 
     def compute(missing):
@@ -270,3 +272,28 @@ def test_cached_features_equal_features_computed_in_the_graph(e5, word_features,
                                    direct[row, :len(sentence)], rtol=2e-3, atol=2e-3)
         at += len(sentence)
     assert at == len(again)
+
+
+def test_features_are_float32_under_a_global_mixed_policy(e5):
+    """Training under mixed_bfloat16 must not turn the extracted (cached)
+    features into bfloat16 ones: they would be ~1% off the served graph's."""
+    import keras
+    import tensorflow as tf
+
+    from man_tf.pretrained.word_features import WordFeatures
+
+    weights = e5[0]
+    words = tf.ragged.constant([s.tokens[:12] for s in
+                                conll.read_conll(conll_file("deu.testa"), labeled=False)[:8]])
+    reference = WordFeatures(weights, layers=(3,)).compiled(words).numpy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        under_policy = WordFeatures(weights, layers=(3,))
+        assert under_policy.encoder.compute_dtype == "float32"
+        got = under_policy.compiled(words).numpy()
+        bf16 = WordFeatures(weights, layers=(3,), dtype="mixed_bfloat16").compiled(words).numpy()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    np.testing.assert_allclose(got, reference, atol=1e-5)
+    # The bfloat16 encoder really differs (what the test would catch).
+    assert np.abs(bf16 - reference).max() > 1e-3
