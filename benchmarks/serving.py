@@ -27,6 +27,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import common  # noqa: E402
 
 
+# (row, run) of the table: float32 exports, and mixed_bfloat16 ones (_bf16).
+ROWS = [("saved_model", "words"), ("keras_in_memory", "words"),
+        ("saved_model_encoder", "encoder"), ("saved_model_bf16", "words_bf16"),
+        ("saved_model_encoder_bf16", "encoder_bf16")]
+
+
 def timed(fn, repeats):
     times = []
     for _ in range(repeats):
@@ -41,6 +47,8 @@ def main():
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--batches", type=int, default=30)
     parser.add_argument("--inputs", default="words", choices=["words", "encoder"])
+    parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"],
+                        help="the exported graph's precision (man-tf-export --precision)")
     args = parser.parse_args()
     import keras
     import tensorflow as tf
@@ -55,14 +63,14 @@ def main():
     from man_tf.models import inference
 
     config = common.conll_config(args.inputs)
-    keras.mixed_precision.set_global_policy("float32")
+    keras.mixed_precision.set_global_policy(args.precision)
     data = loading.load_data(config, splits=("train", "dev"))
     words, chars, tags = loading.build_vocabularies(config, data)
     model = tasks.build_model(config, words.size, len(chars), len(tags), len(data.sources),
                                    list(words.offsets.values()))
     model.build_all()
     serving = TaggerServing(model, words, chars, tags, data.languages, config.data.max_chars,
-                            features=encoder_inputs.serving_word_features(config))
+                            features=encoder_inputs.serving_word_features(config, dtype=args.precision))
     sentences = [s for s in data.dev["de"] if len(s) >= 20]
     texts = [" ".join(s.tokens[:20]) for s in sentences]
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,7 +89,7 @@ def main():
         signature(text=batch[0], language=batch[1])
         throughput = timed(lambda: signature(text=batch[0], language=batch[1]), args.batches)
 
-    if args.inputs == "words":
+    if args.inputs == "words" and args.precision == "float32":
         corpus = pipeline.encode(sentences, "de", data.languages.index("de"), words, chars, None,
                                  config.data.max_chars, max_length=20)
         predict = inference.make_predict_fn(model)
@@ -104,21 +112,24 @@ def main():
                 "throughput_sentences_per_s": float(64 / np.median(batches))}
 
     previous = common.load("serving.json") or {}
-    data_out = {k: v for k, v in previous.items() if k in ("saved_model", "keras_in_memory",
-                                                            "saved_model_encoder", "runs")}
+    data_out = {k: v for k, v in previous.items() if k in [name for name, _ in ROWS] + ["runs"]}
+    suffix = "" if args.precision == "float32" else "_bf16"
     run = {"command": "python benchmarks/serving.py " + " ".join(sys.argv[1:]),
            "machine": common.machine(), "date": common.today(), "commit": common.git_commit(),
            "saved_model_mb": round(size_mb, 1)}
     if args.inputs == "words":
-        data_out["saved_model"] = summary(latency, throughput)
-        data_out["keras_in_memory"] = summary(keras_latency, keras_throughput)
+        data_out["saved_model" + suffix] = summary(latency, throughput)
+        if not suffix:
+            data_out["keras_in_memory"] = summary(keras_latency, keras_throughput)
     else:
-        data_out["saved_model_encoder"] = summary(latency, throughput)
-    data_out.setdefault("runs", {})[args.inputs] = run
+        data_out["saved_model_encoder" + suffix] = summary(latency, throughput)
+    data_out.setdefault("runs", {})[args.inputs + suffix] = run
     data_out.update({
         "command": run["command"], "machine": run["machine"], "date": run["date"],
         "commit": run["commit"],
-        "model": "configs/conll_ner.py defaults (target de), float32, untrained weights",
+        "model": "configs/conll_ner.py defaults (target de), untrained weights; float32 "
+                 "exports unless the row ends in _bf16 (man-tf-export --precision="
+                 "mixed_bfloat16)",
         "input": "German dev sentences cut to 20 tokens; batch 1 for latency, 64 for "
                  "throughput",
         "notes": "saved_model: raw text in (tokenization, lookups, model, tag strings in "
@@ -127,13 +138,14 @@ def main():
                  "with configs/conll_ner.py:encoder (SentencePiece tokenizer + the "
                  "encoder's layers up to model.encoder_layers in the graph, piece "
                  "table in Q4_0); keras_in_memory: the Keras model's compiled forward "
-                 "pass on pre-encoded ids"})
+                 "pass on pre-encoded ids; _bf16: bfloat16 matmuls (float32 variables, "
+                 "LayerNorm statistics and softmax), for serving hardware with native "
+                 "bfloat16 (this CPU has AVX512_BF16)"})
     common.save("serving.json", data_out)
     lines = ["# Serving speed (CPU)", "", f"{data_out['model']}; {data_out['input']}.", "",
              "| path | p50 latency, batch 1 (ms) | p99 latency (ms) | sentences/s, batch 64 "
              "| SavedModel size | command, date, commit |", "|---|---|---|---|---|---|"]
-    for name, inputs in (("saved_model", "words"), ("keras_in_memory", "words"),
-                         ("saved_model_encoder", "encoder")):
+    for name, inputs in ROWS:
         r, how = data_out.get(name), data_out["runs"].get(inputs, {})
         if r:
             size = f"{how['saved_model_mb']:.0f} MB" if name != "keras_in_memory" and \

@@ -18,6 +18,7 @@ section of results/serving.md.
 """
 
 import argparse
+import json
 import os
 import sys
 
@@ -64,6 +65,11 @@ def main():
     parser.add_argument("--workdir", default=os.path.join(common.ROOT, "workdirs", "conll_3to1",
                                                           "man_moe-de"))
     parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"],
+                        help="the serving graph's precision (man-tf-export --precision)")
+    parser.add_argument("--tokenizers", default="conll,unicode_script",
+                        help="raw-text tokenizers to score (conll first: it also scores "
+                             "tag_tokens)")
     args = parser.parse_args()
     import tensorflow as tf
 
@@ -73,8 +79,12 @@ def main():
     from man_tf.export.raw_text import detokenize
     from man_tf.export.tagger_serving import TaggerServing
 
-    trained = workdirs.load_trained(args.workdir, "best", precision="float32")
+    from man_tf.pretrained import encoder_inputs
+
+    trained = workdirs.load_trained(args.workdir, "best", precision=args.precision)
     config, target = trained.config, trained.target
+    # An encoder workdir: the encoder runs in the graph, as served.
+    features = encoder_inputs.serving_word_features(config, dtype=args.precision)
     sentences = loading.load_data(config, splits=("test",)).test[target]
     gold = [list(s.tokens) for s in sentences]
     texts = {"spaces": [" ".join(g) for g in gold], "typed": [detokenize(g) for g in gold]}
@@ -93,10 +103,15 @@ def main():
         return [items[i:i + args.batch_size] for i in range(0, len(items), args.batch_size)]
 
     results = {"workdir": args.workdir, "target": target, "sentences": len(sentences),
-               "checkpoint": trained.checkpoint}
-    for tokenizer in ("conll", "unicode_script"):
+               "checkpoint": trained.checkpoint, "precision": args.precision}
+    measured = os.path.join(args.workdir, "results.json")
+    if os.path.exists(measured):  # what man-tf-train measured (cached encoder features)
+        with open(measured, encoding="utf-8") as f:
+            results["measured_test_f1"] = json.load(f).get("test_f1")
+    for tokenizer in args.tokenizers.split(","):
         serving = TaggerServing(trained.model, trained.words, trained.chars, trained.tags,
-                                trained.languages, config.data.max_chars, tokenizer=tokenizer)
+                                trained.languages, config.data.max_chars, tokenizer=tokenizer,
+                                features=features)
         tag_text = tf.function(serving.tag_text)
         if tokenizer == "conll":
             tag_tokens = tf.function(serving.tag_tokens)
@@ -118,7 +133,8 @@ def main():
                 "sentences_split_as_gold": same}
         print(results, flush=True)
 
-    name = os.path.basename(os.path.normpath(args.workdir))
+    name = os.path.basename(os.path.normpath(args.workdir)) + \
+        ("" if args.precision == "float32" else f" ({args.precision})")
     with common.locked_results("serving_tokens.json", dict) as out:
         out.update({"machine": common.machine(), "date": common.today(),
                     "commit": common.git_commit(),
@@ -130,18 +146,22 @@ def main():
         runs = dict(out["runs"])
     lines = ["## Served tags vs measured tags: raw-text tokenization", "",
              f"`python benchmarks/serving_tokens.py --workdir=WORKDIR` ({common.today()}): "
-             f"each workdir's best checkpoint (float32) on its target's test sentences; "
+             f"each workdir's best checkpoint (float32 unless the row says mixed_bfloat16; an "
+             f"encoder workdir with the encoder in the graph) on its target's test sentences; "
              f"entity F1 (conlleval) on the gold tokens, predicted tags carried over by "
              f"character offsets. Raw text is made from the gold tokens joined with spaces, or "
              f"typed as a person would (`Berlin, (AP) U.S.`).", "",
-             "| model (workdir) | target | pre-tokenized (`tag_tokens`) | raw, spaces: CoNLL-style "
-             "| raw, typed: CoNLL-style | raw, spaces: UnicodeScript | raw, typed: UnicodeScript |",
-             "|---|---|---|---|---|---|---|"]
+             "| model (workdir) | target | man-tf-train's test F1 | pre-tokenized (`tag_tokens`) "
+             "| raw, spaces: CoNLL-style | raw, typed: CoNLL-style | raw, spaces: UnicodeScript "
+             "| raw, typed: UnicodeScript |",
+             "|---|---|---|---|---|---|---|---|"]
     for run_name, r in runs.items():
         cells = [f"{r[k]['f1']:.2f} ({100 * r[k]['sentences_split_as_gold']:.0f}% cut as gold)"
+                 if k in r else "not run"
                  for k in ("conll_spaces", "conll_typed", "unicode_script_spaces",
                            "unicode_script_typed")]
-        lines.append(f"| {run_name} | {r['target']} | {r['pre_tokenized_f1']:.2f} | "
+        trained_f1 = f"{r['measured_test_f1']:.2f}" if r.get("measured_test_f1") else ""
+        lines.append(f"| {run_name} | {r['target']} | {trained_f1} | {r['pre_tokenized_f1']:.2f} | "
                      + " | ".join(cells) + " |")
     lines += ["", "CoNLL-style: `man_tf/export/raw_text.py`, the tagger's serving tokenizer "
               "(core TF regex rewrites + whitespace split); UnicodeScript: TF Text's "

@@ -17,6 +17,10 @@ def define_flags():
     flags.DEFINE_string("workdir", None, "A man-tf-train workdir.")
     flags.DEFINE_string("export_base", None, "Folder of versions, e.g. saved_models/conll_de.")
     flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint to export.")
+    flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"],
+                      "float32 runs anywhere; mixed_bfloat16 (bfloat16 matmuls) is faster where "
+                      "the serving CPU/GPU has native bfloat16 (AVX512_BF16, AMX, Ampere+) and "
+                      "slower elsewhere; see benchmarks/results/serving.md.")
     flags.mark_flags_as_required(["workdir", "export_base"])
 
 
@@ -25,7 +29,7 @@ def main(argv):
     from man_tf.cli.common import user_errors
     from man_tf.export.from_workdir import export
     with user_errors("man-tf-export"):
-        path = export(FLAGS.workdir, FLAGS.export_base, FLAGS.checkpoint)
+        path = export(FLAGS.workdir, FLAGS.export_base, FLAGS.checkpoint, FLAGS.precision)
     print(f"exported {path}")
 
 

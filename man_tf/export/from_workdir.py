@@ -33,20 +33,29 @@ def _warmup_examples(config, languages):
     return [(texts, codes), (texts[:1], codes[:1])]
 
 
-def export(workdir, export_base, which="best"):
-    """Returns the path of the new version."""
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+
+def export(workdir, export_base, which="best", precision="float32"):
+    """Returns the path of the new version. ``precision``: "float32" (any
+    CPU), or "mixed_bfloat16" (bfloat16 matmuls, float32 variables: faster
+    on serving hardware with native bfloat16, i.e. CPUs with AVX512_BF16 or
+    AMX and Ampere+ GPUs, much slower elsewhere; outputs move slightly,
+    benchmarks/results/serving.md)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     from man_tf import tasks
     from man_tf.export.saved_model import export_serving
     from man_tf.pretrained import encoder_inputs
     from man_tf.training import workdir as workdirs
 
-    # Served in float32: a serving CPU may lack bf16, and variables are float32.
-    trained = workdirs.load_trained(workdir, which, precision="float32")
+    # Served in float32 unless asked: a serving CPU may lack bf16.
+    trained = workdirs.load_trained(workdir, which, precision=precision)
     config, languages = trained.config, trained.languages
     # The encoder and its tokenizer go into the graph; the piece embedding
     # table stays in Q4_0 as in the bundled weights file (54 MB, not 384 MB).
-    features = encoder_inputs.serving_word_features(config)
-    common = {"man_tf_version": man_tf.__version__, "languages": languages,
+    features = encoder_inputs.serving_word_features(config, dtype=precision)
+    common = {"man_tf_version": man_tf.__version__, "languages": languages, "precision": precision,
               "target": trained.target, "expert_languages": trained.sources,
               "checkpoint": os.path.abspath(trained.checkpoint)}
     if features is not None:

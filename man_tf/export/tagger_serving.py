@@ -19,6 +19,7 @@ Empty or whitespace-only text gives ``lengths`` 0 and empty rows.
 import tensorflow as tf
 
 from man_tf.export.text_encoder import TextEncoder
+from man_tf.layers.bilstm import use_fused_inference
 
 
 class TaggerServing:
@@ -27,6 +28,8 @@ class TaggerServing:
     def __init__(self, model, words, chars, tags, languages, max_chars, tokenizer="conll",
                  features=None):
         self.model = model
+        # The BiLSTMs as one fused op per direction (same outputs, faster).
+        use_fused_inference(model)
         # Raw text is cut as the CoNLL training files are (U.S., EU-Kommission
         # whole; punctuation split off), not at every change of script
         # ("unicode_script", kept for comparison: benchmarks/serving_tokens.py).

@@ -49,16 +49,18 @@ def describe_weights(weights):
             "weights_sha256": e5_file.WEIGHTS_SHA256, "piece_embeddings": "Q4_0"}
 
 
-def serving_word_features(config):
+def serving_word_features(config, dtype="float32"):
     """The encoder's word features as a graph for serving (``None`` without
     ``model.encoder``): same layers as training, piece embeddings in Q4_0 as
-    in the bundled file (float32 from a keras-hub preset)."""
+    in the bundled file (float32 from a keras-hub preset); ``dtype`` the
+    encoder's dtype policy ("mixed_bfloat16": bfloat16 matmuls)."""
     if not config.model.get("encoder", ""):
         return None
     from man_tf.pretrained.word_features import WordFeatures
 
     weights, layers = _e5_weights_and_layers(config)
-    features = WordFeatures(weights, layers, quantized_embeddings=not hasattr(weights, "identity"))
+    features = WordFeatures(weights, layers, quantized_embeddings=not hasattr(weights, "identity"),
+                            dtype=dtype)
     features.weights_description = describe_weights(weights)  # strings, for the metadata
     return features
 

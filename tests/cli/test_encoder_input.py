@@ -140,6 +140,7 @@ def test_serving_graph_uses_only_ops_tf_serving_links(exported):
     assert text_ops and all(op.startswith("Sentencepiece") for op in text_ops), text_ops
     assert not {"PyFunc", "PyFuncStateless", "EagerPyFunc"} & set(core)
     assert {"BitwiseAnd", "RightShift", "BatchMatMulV2"} <= set(core)  # Q4_0 rows, attention
+    assert "BlockLSTMV2" in core  # the BiLSTMs, fused for serving
 
 
 def test_resume_with_encoder_features_ends_like_an_uninterrupted_run(trained, tmp_path):

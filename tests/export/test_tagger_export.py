@@ -219,3 +219,34 @@ def test_versions_and_interrupted_export(exported, monkeypatch):
     assert saved_model.next_version(base) == 3
     assert np.array_equal(open(os.path.join(path, "saved_model.pb"), "rb").read()[:4],
                           open(os.path.join(path, "saved_model.pb"), "rb").read()[:4])
+
+
+def test_bfloat16_export_tags_like_the_float32_one(exported, tmp_path):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    workdir, _, _ = exported
+    try:
+        path = export(workdir, str(tmp_path / "bf16"), precision="mixed_bfloat16")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    meta = json.load(open(os.path.join(path, "assets.extra", "man_tf.json"), encoding="utf-8"))
+    assert meta["precision"] == "mixed_bfloat16"
+    saved = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        saved.ParseFromString(f.read())
+    matmul_types = {node.attr["T"].type for function in saved.meta_graphs[0].graph_def.library.function
+                    for node in function.node_def if node.op in ("MatMul", "BatchMatMulV2")}
+    assert tf.bfloat16.as_datatype_enum in matmul_types
+    sentences = conll.read_conll(conll_file("deu.testa"), labeled=False)[:64]
+    expected = in_memory_tags(workdir, sentences, "de")
+    tokens = [list(s.tokens) for s in sentences]
+    width = max(len(t) for t in tokens)
+    out = tf.saved_model.load(path).signatures["tag_tokens"](
+        tokens=tf.constant([t + [""] * (width - len(t)) for t in tokens]),
+        lengths=tf.constant([len(t) for t in tokens], tf.int32),
+        language=tf.constant(["de"] * len(tokens)))
+    got = [[t.decode() for t in row[:len(s)]] for row, s in zip(out["tags"].numpy(), tokens)]
+    agree = np.mean([a == b for g, e in zip(got, expected) for a, b in zip(g, e)])
+    assert agree >= 0.95, agree
+    with pytest.raises(ValueError, match="precision"):
+        export(workdir, str(tmp_path / "bad"), precision="float16")

@@ -33,3 +33,30 @@ def test_padding_content_never_reaches_real_positions():
     np.testing.assert_allclose(a, b, atol=1e-6)
     assert (a[0, 3:] == 0).all()
     assert BiLSTMEncoder.from_config(encoder.get_config()).hidden == 8
+
+
+def test_fused_inference_equals_the_loop_and_refuses_gradients():
+    import pytest
+
+    from man_tf.layers.bilstm import use_fused_inference
+
+    encoder = BiLSTMEncoder(hidden=12, num_layers=2)
+    x = tf.random.stateless_normal([4, 7, 5], seed=[7, 8])
+    lengths = tf.constant([7, 3, 1, 5])
+    loop = encoder(x, lengths).numpy()
+    use_fused_inference(encoder)
+    assert all(lstm.fused_inference for lstm in encoder.lstms)
+    fused = tf.function(lambda x, lengths: encoder(x, lengths))(x, lengths).numpy()
+    np.testing.assert_allclose(fused, loop, atol=1e-5)
+    assert (fused[1, 3:] == 0).all()
+    # Training still runs the loop (dropout 0: the same values, with gradients).
+    encoder.input_dropout.rate = encoder.between_dropout.rate = 0.0
+    with tf.GradientTape() as tape:
+        trained = encoder(x, lengths, training=True)
+    assert all(g is not None for g in tape.gradient(trained, encoder.trainable_variables))
+    np.testing.assert_allclose(trained.numpy(), loop, atol=1e-5)
+    # A gradient through the fused op would be wrong: it raises instead.
+    with pytest.raises(TypeError, match="fused_inference"):
+        with tf.GradientTape() as tape:
+            out = encoder(x, lengths)
+        tape.gradient(out, encoder.trainable_variables)
