@@ -166,7 +166,10 @@ def main():
     lines += ["", "CoNLL-style: `man_tf/export/raw_text.py`, the tagger's serving tokenizer "
               "(core TF regex rewrites + whitespace split); UnicodeScript: TF Text's "
               "`UnicodeScriptTokenizer`, the tagger's serving tokenizer before (cuts `U.S.` "
-              "into 4 tokens, `EU-Kommission` into 3)."]
+              "into 4 tokens, `EU-Kommission` into 3). man-tf-train's test F1: what the "
+              "training run reported (`results.json`; for encoder workdirs from its feature "
+              "cache, whose features were computed in bfloat16 before commit 26030ff, while "
+              "the graph computes them in float32 or, in the mixed_bfloat16 rows, bfloat16)."]
     section = "\n".join(lines) + "\n"
     path = os.path.join(common.RESULTS, "serving.md")
     existing = open(path, encoding="utf-8").read() if os.path.exists(path) else ""
