@@ -29,6 +29,13 @@ class UnitNormRows(keras.initializers.Initializer):
         return {"seed": self.seed}
 
 
+# Words are convolved in groups by length (<= 8, <= 12, longer characters):
+# of the distinct words of the four CoNLL train files 56% have <= 8
+# characters and 87% <= 12, so a batch's char-CNN does about half the
+# work of convolving every word over ``max_chars`` columns.
+LENGTH_GROUPS = (8, 12)
+
+
 class CharCNN(keras.layers.Layer):
     """chars ``[batch, time, chars]`` (0 = padding) + token mask ``[batch, time]``
     -> ``[batch, time, output_dim]`` (zeros at padded tokens).
@@ -71,12 +78,43 @@ class CharCNN(keras.layers.Layer):
             # UniqueV2 finds distinct rows; XLA cannot compile it (unique_words=False there).
             words, inverse = tf.raw_ops.UniqueV2(x=words, axis=tf.constant([0], tf.int64))
         lengths = tf.reduce_sum(tf.cast(words > 0, tf.int32), axis=1)
-        h = self.pooling(self.embedding(words), lengths)
+        # Length groups have data-dependent shapes too: XLA runs the full width.
+        h = self._pooled_by_length(words, lengths) if self.unique_words else \
+            self.pooling(self.embedding(words), lengths)
         h = self.projection(self.dropout(h, training=training))
         if self.unique_words:
             h = tf.gather(h, inverse)
         shape = tf.concat([tf.shape(chars, out_type=tf.int64)[:2], [self.output_dim]], axis=0)
         return tf.scatter_nd(positions, h, shape)
+
+    def _pooled_by_length(self, words, lengths):
+        """The convolutions + max over characters, run per group of words
+        by length, each group's characters cut to its longest word (at least
+        the widest kernel): most words are short, so most of the padded
+        ``max_chars`` columns are never convolved. The same windows are
+        pooled as on the full width, so the values are the same."""
+        widest = max(self.kernel_sizes)
+        width = tf.shape(words)[1]
+        group = tf.zeros_like(lengths)
+        for bound in LENGTH_GROUPS:
+            group += tf.cast(lengths > bound, tf.int32)
+        groups = len(LENGTH_GROUPS) + 1
+        positions = tf.dynamic_partition(tf.range(tf.shape(words)[0]), group, groups)
+        parts = tf.dynamic_partition(words, group, groups)
+        part_lengths = tf.dynamic_partition(lengths, group, groups)
+        pooled = []
+        for part, part_length in zip(parts, part_lengths):
+            cut = tf.minimum(tf.maximum(tf.reduce_max(tf.concat([part_length, [0]], 0)),
+                                        widest), width)
+            # An empty group skips the convolutions (TF's Conv on an empty
+            # batch returns a wrongly shaped tensor).
+            pooled.append(tf.cond(
+                tf.size(part_length) > 0,
+                lambda part=part, part_length=part_length, cut=cut: self.pooling(
+                    self.embedding(part[:, :cut]), part_length),
+                lambda: tf.zeros([0, self.filters * len(self.kernel_sizes)],
+                                 self.compute_dtype)))
+        return tf.dynamic_stitch(positions, pooled)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:2], self.output_dim)

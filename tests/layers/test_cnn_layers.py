@@ -29,6 +29,32 @@ def test_char_cnn_runs_on_real_tokens_only_and_dedup_is_exact():
     assert (out[1, 1:].numpy() == 0).all()
 
 
+def test_char_cnn_length_groups_equal_the_full_width():
+    # Words of every length 1..20 (all three length groups) among padding,
+    # against the same weights convolved over all 20 columns.
+    rng = np.random.default_rng(3)
+    lengths = rng.permutation(np.arange(1, 21).repeat(2))
+    chars = np.zeros([4, 10, 20], np.int32)
+    for i, n in enumerate(lengths):
+        chars[i // 10, i % 10, :n] = rng.integers(1, 30, n)
+    token_mask = tf.constant(rng.random([4, 10]) < 0.9)
+    grouped = CharCNN(30, 6, 5, (3, 4, 5), 7, dropout=0.0, unique_words=True)
+    full = CharCNN(30, 6, 5, (3, 4, 5), 7, dropout=0.0, unique_words=False)
+    chars = tf.constant(chars)
+    grouped(chars, token_mask)
+    full(chars, token_mask)
+    full.set_weights(grouped.get_weights())
+    results = []
+    for layer in (grouped, full):
+        with tf.GradientTape() as tape:
+            out = layer(chars, token_mask, training=True)
+            loss = tf.reduce_sum(out ** 2)
+        results.append((out.numpy(), tape.gradient(loss, layer.trainable_variables)))
+    np.testing.assert_allclose(results[0][0], results[1][0], atol=1e-6)
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_discriminator_shapes_and_padding_invariance():
     features = tf.random.stateless_normal([4, 7, 10], seed=[2, 2])
     lengths = tf.constant([7, 3, 5, 1])
