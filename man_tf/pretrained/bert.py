@@ -67,7 +67,10 @@ class TransformerLayer(keras.layers.Layer):
         self.output_norm.build((None, self.hidden))
         super().build(input_shape)
 
-    def call(self, x, positions, attention_bias):
+    def call(self, x, positions, attention_bias, keep=None):
+        """``keep``: int ``[kept]`` indices into ``x``'s pieces: every piece
+        is attended to, but only these pieces' outputs are computed (the
+        attention output and feed-forward run on them alone)."""
         batch, time = tf.shape(attention_bias)[0], tf.shape(attention_bias)[3]
         size = self.hidden // self.heads
         qkv = tf.scatter_nd(positions, _dense(x, self.query_key_value),
@@ -82,6 +85,8 @@ class TransformerLayer(keras.layers.Layer):
         context = tf.matmul(tf.cast(tf.nn.softmax(scores, axis=-1), x.dtype), v)
         context = tf.gather_nd(tf.transpose(context, [0, 2, 1, 3]), positions)
         context = tf.reshape(context, [-1, self.hidden])
+        if keep is not None:
+            x, context = tf.gather(x, keep), tf.gather(context, keep)
         x = _layer_norm(x + _dense(context, self.attention_output), self.attention_norm)
         # GELU (erf) in float32: TF's bfloat16 erf is over twice as slow.
         h = tf.cast(tf.nn.gelu(tf.cast(_dense(x, self.intermediate_dense), tf.float32),
@@ -169,9 +174,12 @@ class BertEncoder(keras.layers.Layer):
             layer.build((None, None, self.hidden))
         super().build(input_shape)
 
-    def call(self, ids, mask, layers=None):
+    def call(self, ids, mask, layers=None, keep=None):
         """``layers``: which hidden states to return (default all, 0 = the
-        embeddings); zeros at padded positions."""
+        embeddings); zeros at padded positions. ``keep``: int64 ``[kept, 2]``
+        (row, column) positions of real pieces: then only their states are
+        returned, ``[len(layers), kept, hidden]``, and the top layer computes
+        nothing else (a word feature reads one piece per word)."""
         layers = list(range(self.num_layers + 1)) if layers is None else [int(i) for i in layers]
         shape = tf.shape(ids, out_type=tf.int64)
         positions = tf.where(mask > 0)                     # [pieces, 2]: the real pieces
@@ -185,10 +193,21 @@ class BertEncoder(keras.layers.Layer):
                                              + self.type_embedding, tf.float32)
         x = tf.cast(_layer_norm(x, self.embedding_norm), self.compute_dtype)
         attention_bias = (1.0 - tf.cast(mask, tf.float32))[:, None, None, :] * -1e9
+        top = max(layers)
+        if keep is not None:
+            # Index of each kept (row, column) among the real pieces, which
+            # tf.where lists row by row, each row's from column 0.
+            real = tf.reduce_sum(tf.cast(mask > 0, tf.int64), axis=1)
+            keep = tf.gather(tf.cumsum(real, exclusive=True), keep[:, 0]) + keep[:, 1]
         states = {0: x}
-        for i, layer in enumerate(self.transformer_layers[:max(layers)]):
-            x = layer(x, positions, attention_bias)
+        for i, layer in enumerate(self.transformer_layers[:top]):
+            last = keep is not None and i + 1 == top
+            x = layer(x, positions, attention_bias, keep=keep if last else None)
             states[i + 1] = x
+        if keep is not None:
+            # (The top layer computed only the kept pieces, unless it is the embeddings.)
+            return tf.stack([tf.cast(states[i] if i == top > 0 else tf.gather(states[i], keep),
+                                     tf.float32) for i in layers])
         padded = tf.concat([shape, [self.hidden]], 0)
         return tf.stack([tf.scatter_nd(positions, tf.cast(states[i], tf.float32), padded)
                          for i in layers])

@@ -89,14 +89,14 @@ class WordFeatures(tf.Module):
         positions = tf.range(width)[None, :]
         ids = tf.where(positions == row_len[:, None] + 1, self.eos, ids)
         mask = tf.cast(positions < row_len[:, None] + 2, tf.float32)
-        states = self.encoder(ids, mask, layers=self.layers)      # [k, rows, width, H]
         # Each word's first piece: its index in the sentence's pieces.
         first = tf.cumsum(per_word, exclusive=True) - tf.gather(
             tf.cumsum(lengths, exclusive=True), tf.cast(words.value_rowids(), tf.int32))
         sentence = tf.cast(words.value_rowids(), tf.int32)
         row = sentence * chunks + first // W
         column = first % W + 1
-        picked = tf.gather_nd(tf.transpose(states, [1, 2, 0, 3]),
-                              tf.stack([row, column], axis=1))     # [words_total, k, H]
+        keep = tf.cast(tf.stack([row, column], axis=1), tf.int64)
+        picked = self.encoder(ids, mask, layers=self.layers, keep=keep)  # [k, words_total, H]
+        picked = tf.transpose(picked, [1, 0, 2])                          # [words_total, k, H]
         return words.with_flat_values(picked).to_tensor(
             shape=[None, None, len(self.layers), self.hidden])
