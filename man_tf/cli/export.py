@@ -18,9 +18,10 @@ def define_flags():
     flags.DEFINE_string("export_base", None, "Folder of versions, e.g. saved_models/conll_de.")
     flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint to export.")
     flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"],
-                      "float32 runs anywhere; mixed_bfloat16 (bfloat16 matmuls) is faster where "
-                      "the serving CPU/GPU has native bfloat16 (AVX512_BF16, AMX, Ampere+) and "
-                      "slower elsewhere; see benchmarks/results/serving.md.")
+                      "float32 runs anywhere; mixed_bfloat16 (bfloat16 matmuls) serves large "
+                      "batches faster where the CPU/GPU has native bfloat16 (AVX512_BF16, AMX, "
+                      "Ampere+; slower at batch 1 here) and is emulated, likely slower, "
+                      "elsewhere (not measured); see benchmarks/results/serving.md.")
     flags.mark_flags_as_required(["workdir", "export_base"])
 
 
