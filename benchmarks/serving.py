@@ -70,7 +70,8 @@ def main():
                                    list(words.offsets.values()))
     model.build_all()
     serving = TaggerServing(model, words, chars, tags, data.languages, config.data.max_chars,
-                            features=encoder_inputs.serving_word_features(config, dtype=args.precision))
+                            features=encoder_inputs.serving_word_features(
+                                config, dtype=args.precision))
     sentences = [s for s in data.dev["de"] if len(s) >= 20]
     texts = [" ".join(s.tokens[:20]) for s in sentences]
     with tempfile.TemporaryDirectory() as tmp:
@@ -137,7 +138,8 @@ def main():
                  "graph, without the server's RPC overhead; saved_model_encoder: the same "
                  "with configs/conll_ner.py:encoder (SentencePiece tokenizer + the "
                  "encoder's layers up to model.encoder_layers in the graph, piece "
-                 "table in Q4_0); keras_in_memory: the Keras model's compiled forward (BiLSTMs fused, as served) "
+                 "table in Q4_0); keras_in_memory: the Keras model's compiled forward "
+                 "(BiLSTMs fused, as served) "
                  "pass on pre-encoded ids; _bf16: bfloat16 matmuls (float32 variables, "
                  "LayerNorm statistics and softmax), for serving hardware with native "
                  "bfloat16 (this CPU has AVX512_BF16)"})

@@ -234,7 +234,8 @@ def test_bfloat16_export_tags_like_the_float32_one(exported, tmp_path):
     saved = saved_model_pb2.SavedModel()
     with open(os.path.join(path, "saved_model.pb"), "rb") as f:
         saved.ParseFromString(f.read())
-    matmul_types = {node.attr["T"].type for function in saved.meta_graphs[0].graph_def.library.function
+    functions = saved.meta_graphs[0].graph_def.library.function
+    matmul_types = {node.attr["T"].type for function in functions
                     for node in function.node_def if node.op in ("MatMul", "BatchMatMulV2")}
     assert tf.bfloat16.as_datatype_enum in matmul_types
     sentences = conll.read_conll(conll_file("deu.testa"), labeled=False)[:64]
