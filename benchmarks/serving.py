@@ -139,8 +139,7 @@ def main():
                  "with configs/conll_ner.py:encoder (SentencePiece tokenizer + the "
                  "encoder's layers up to model.encoder_layers in the graph, piece "
                  "table in Q4_0); keras_in_memory: the Keras model's compiled forward "
-                 "(BiLSTMs fused, as served) "
-                 "pass on pre-encoded ids; _bf16: bfloat16 matmuls (float32 variables, "
+                 "pass on pre-encoded ids (BiLSTMs fused, as served); _bf16: bfloat16 matmuls (float32 variables, "
                  "LayerNorm statistics and softmax), for serving hardware with native "
                  "bfloat16 (this CPU has AVX512_BF16)"})
     common.save("serving.json", data_out)
