@@ -4,7 +4,8 @@
 
 A model is trained and scored on CoNLL tokens; a served request brings raw
 text that the graph must cut into tokens itself. For the workdir's target
-test sentences (its best checkpoint, float32), this scores the serving
+test sentences (its best checkpoint, float32 or --precision; an encoder workdir
+with the encoder in the graph), this scores the serving
 functions three ways: ``tag_tokens`` on the gold tokens (the pre-tokenized
 F1, equal to man-tf-evaluate's), and ``serving_default`` on raw text made
 from the tokens by joining them with spaces, and by typing them as a person
