@@ -57,10 +57,7 @@ def export_serving(serving, export_base, metadata, warmup_examples):
             archive.track(resource)
         for name, function, signature in serving.endpoints():
             archive.add_endpoint(name, function, input_signature=signature)
-        # No gradients in a serving graph (the fused LSTM's custom gradient
-        # refuses to be traced, by design).
-        archive.write_out(tmp, verbose=False, options=tf.saved_model.SaveOptions(
-            experimental_custom_gradients=False))
+        archive.write_out(tmp, verbose=False)
         extra = os.path.join(tmp, "assets.extra")
         os.makedirs(extra, exist_ok=True)
         with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as writer:

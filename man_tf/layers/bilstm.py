@@ -110,12 +110,12 @@ class BidirectionalLSTM(keras.layers.Layer):
         return {**super().get_config(), "units": self.units}
 
 
-@tf.custom_gradient
 def _inference_only(x):
-    def grad(upstream):
-        raise TypeError("BidirectionalLSTM.fused_inference is for serving graphs: its "
-                        "BlockLSTMV2 op has no matching gradient; unset it to train")
-    return tf.identity(x), grad
+    # PreventGradient: a core op whose gradient raises (no custom gradient
+    # for a SavedModel to trace or to warn about on loading).
+    return tf.raw_ops.PreventGradient(
+        input=x, message="BidirectionalLSTM.fused_inference is for serving graphs: its "
+                         "BlockLSTMV2 op has no matching gradient; unset it to train")
 
 
 def use_fused_inference(model):
