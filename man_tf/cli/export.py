@@ -17,7 +17,9 @@ def define_flags():
     flags.DEFINE_string("workdir", None, "A man-tf-train workdir.")
     flags.DEFINE_string("export_base", None, "Folder of versions, e.g. saved_models/conll_de.")
     flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint to export.")
-    flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"],
+    from man_tf.export.from_workdir import PRECISIONS
+
+    flags.DEFINE_enum("precision", "float32", list(PRECISIONS),
                       "float32 runs anywhere; mixed_bfloat16 (bfloat16 matmuls) serves large "
                       "batches faster where the CPU/GPU has native bfloat16 (AVX512_BF16, AMX, "
                       "Ampere+; slower at batch 1 here) and is emulated, likely slower, "

@@ -6,6 +6,9 @@ import os
 from man_tf.settings import ENCODERS, ConfigError, encoder_layers
 
 
+# The encoder computes cached features in this dtype, whatever the training
+# precision; it is part of the cache key.
+FEATURES_DTYPE = "float32"
 ENCODER_DIMS = {name: spec["dim"] for name, spec in ENCODERS.items()}  # -> feature size
 
 
@@ -86,7 +89,7 @@ def encoder_features(config, workdir):
     def features(sentences, label):
         tokens = [list(s.tokens) for s in sentences]
         digest = feature_cache.sentences_digest(tokens)
-        keys = {layer: feature_cache.cache_key(identity, proto, layer, digest, "float32")
+        keys = {layer: feature_cache.cache_key(identity, proto, layer, digest, FEATURES_DTYPE)
                 for layer in layers}
 
         def compute(missing):
@@ -94,7 +97,7 @@ def encoder_features(config, workdir):
             # default): features are computed once, and bfloat16 would move
             # them by ~1% (benchmarks/results/serving.md).
             if not extractor or extractor[0].layers != tuple(missing):
-                extractor[:] = [WordFeatures(weights, missing, dtype="float32")]
+                extractor[:] = [WordFeatures(weights, missing, dtype=FEATURES_DTYPE)]
             return feature_cache.extract(extractor[0], tokens, name=f"{label} encoder features")
 
         return feature_cache.cached_features(directory, keys, compute)
