@@ -26,6 +26,10 @@ VARIANTS = {
     # benchmarks/conll_3to1.py --section=encoder fills (extracted first if absent).
     "encoder input (e5-small layer 7 + char-CNN, bf16)": {
         "model.encoder": "e5-small", "model.use_words": False, "data.feature_cache": FEATURES},
+    # configs/conll_ner.py:encoder with model.encoder_trainable: the encoder's
+    # layers 1-7 run (forward and backward) in every step.
+    "encoder fine-tuned (e5-small layers 1-7 trained + char-CNN, bf16)": {
+        "model.encoder": "e5-small", "model.use_words": False, "model.encoder_trainable": True},
 }
 
 

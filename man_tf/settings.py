@@ -74,8 +74,8 @@ def check_config(config):
     for name, value in positive.items():
         if value < 1:
             raise ConfigError(f"{name}={value}: expected a whole number of at least 1")
-    for name in ("learning_rate", "d_learning_rate"):
-        if not train[name] > 0:
+    for name in ("learning_rate", "d_learning_rate", "encoder_learning_rate"):
+        if not train.get(name, 1.0) > 0:
             raise ConfigError(f"train.{name}={train[name]}: expected a positive number")
     if train.discriminator_steps < 0 or train.lambd < 0:
         raise ConfigError(f"train.discriminator_steps={train.discriminator_steps}, "
@@ -85,6 +85,14 @@ def check_config(config):
                           "would be unused; drop them or set --config.model.use_words=True")
     if config.model.get("encoder", ""):
         encoder_layers(config)
+        if config.model.get("encoder_trainable", False) and \
+                config.train.get("precision", "auto") == "mixed_float16":
+            raise ConfigError("model.encoder_trainable=True with train.precision=mixed_float16: "
+                              "a fine-tuned encoder has its own optimizer, which float16 loss "
+                              "scaling does not cover; use mixed_bfloat16 or float32")
+    elif config.model.get("encoder_trainable", False):
+        raise ConfigError("model.encoder_trainable=True without model.encoder: there is no "
+                          "encoder to fine-tune; set --config.model.encoder=e5-small")
     for name in ("dropout", "word_dropout", "mlp_dropout", "discriminator_dropout",
                  "unk_replacement"):
         value = config.model.get(name, 0.0)

@@ -138,8 +138,12 @@ assert tuple(TASKS) == TASK_NAMES  # settings checks config.task against the nam
 def build_model(config, num_words, num_chars, num_labels, num_sources, word_block_starts=(0,)):
     """The config's task's MAN-MoE model (``num_labels``: tags or classes)."""
     from man_tf.models import building
-    return task_of(config).model(config, num_labels, **building.model_arguments(
+    from man_tf.pretrained import encoder_inputs
+    model = task_of(config).model(config, num_labels, **building.model_arguments(
         config, num_words, num_chars, num_sources, word_block_starts))
+    if encoder_inputs.is_trainable(config):
+        model.backbone.attach_encoder(encoder_inputs.trainable_word_features(config))
+    return model
 
 
 def task_of(config):

@@ -256,7 +256,7 @@ def encode_data(config, data, words, chars, tags, features=None):
         unlabeled_text[lang], lang, ids[lang], words, chars, None, config.data.max_chars,
         max_length, features=features(
             [conll.Sentence(s.tokens[:max_length], None, s.source) for s in unlabeled_text[lang]],
-            f"{lang} unlabeled") if features else None)
+            f"{lang} unlabeled") if features else None, keep_tokens=_keep_tokens(config))
         for lang in data.languages}
     for name, corpora in (("labeled", labeled), ("unlabeled", unlabeled)):
         for lang, corpus in corpora.items():
@@ -274,9 +274,17 @@ def encode_split(config, sentences, language, language_id, words, chars, tags,
     if features:
         cut = [conll.Sentence(s.tokens[:max_length], None, s.source) for s in sentences]
         values = features(cut, f"{language} {len(sentences)} sentences")
+    keep = _keep_tokens(config)
     if is_classification(config):
         return pipeline.encode(sentences, language, language_id, words, chars, None,
                                config.data.max_chars, max_length,
-                               labels=[s.label for s in sentences], features=values)
+                               labels=[s.label for s in sentences], features=values,
+                               keep_tokens=keep)
     return pipeline.encode(sentences, language, language_id, words, chars, tags,
-                           config.data.max_chars, max_length, features=values)
+                           config.data.max_chars, max_length, features=values, keep_tokens=keep)
+
+
+def _keep_tokens(config):
+    """A fine-tuned encoder reads the token strings in the step."""
+    from man_tf.pretrained.encoder_inputs import is_trainable
+    return is_trainable(config)

@@ -13,6 +13,8 @@ Batch structure (``N`` sentences, ``T`` tokens, ``C`` characters per token)::
     language int32 [N]        index into the config's ``languages`` (sources first)
     tags     int32 [N, T]     tag ids (labeled tagging batches only; 0 at padding)
     label    int32 [N]        class ids (labeled classification batches only)
+    encoder_features float16 [N, T, layers, dim]   a frozen encoder's word features
+    tokens   string [N, T]    the tokens ("" at padding), for a fine-tuned encoder
 """
 
 import dataclasses
@@ -40,13 +42,15 @@ class EncodedCorpus:
     labels: Optional[np.ndarray] = None  # [sentences]: document classes, or None
     # [tokens, layers, dim] float16: frozen encoder features of each token, or None
     features: Optional[np.ndarray] = None
+    # [tokens] str: the tokens themselves (a fine-tuned encoder reads them), or None
+    tokens: Optional[np.ndarray] = None
 
     def __len__(self):
         return len(self.lengths)
 
 
 def encode(sentences, language_name, language_id, words, chars, tags=None,
-           max_chars=20, max_length=None, labels=None, features=None):
+           max_chars=20, max_length=None, labels=None, features=None, keep_tokens=False):
     """Turns :class:`Sentence` objects into an :class:`EncodedCorpus`.
 
     ``tags`` (a ``TagVocabulary``) is given for labeled tagging data only; it
@@ -54,8 +58,9 @@ def encode(sentences, language_name, language_id, words, chars, tags=None,
     ``labels`` (one class id per sentence) is given for labeled documents.
     ``features`` (``[tokens, layers, dim]``, the tokens of every sentence as
     cut to ``max_length``, in order) are the encoder's word features.
+    ``keep_tokens``: keep the token strings too (a fine-tuned encoder's input).
     """
-    lengths, word_ids, char_lengths, char_ids, tag_ids = [], [], [], [], []
+    lengths, word_ids, char_lengths, char_ids, tag_ids, kept = [], [], [], [], [], []
     truncated = 0
     for sentence in sentences:
         tokens = sentence.tokens
@@ -63,6 +68,8 @@ def encode(sentences, language_name, language_id, words, chars, tags=None,
             tokens = tokens[:max_length]
             truncated += 1
         lengths.append(len(tokens))
+        if keep_tokens:
+            kept.extend(tokens)
         word_ids.extend(words.ids(language_name, tokens))
         for token in tokens:
             ids = chars.ids(token, max_chars) or [0]
@@ -83,7 +90,8 @@ def encode(sentences, language_name, language_id, words, chars, tags=None,
                          f"tokens")
     return EncodedCorpus(language_id, as_int(lengths), as_int(word_ids), as_int(char_lengths),
                          as_int(char_ids), as_int(tag_ids) if tags is not None else None,
-                         truncated, as_int(labels) if labels is not None else None, features)
+                         truncated, as_int(labels) if labels is not None else None, features,
+                         np.array(kept, dtype=object) if keep_tokens else None)
 
 
 class SentenceTable:
@@ -114,6 +122,10 @@ class SentenceTable:
             self.tags = tf.RaggedTensor.from_row_lengths(cat("tags"), lengths)
         if self.has_labels:
             self.labels = tf.constant(cat("labels"))
+        self.has_tokens = all(c.tokens is not None for c in corpora)
+        if self.has_tokens:
+            self.tokens = tf.RaggedTensor.from_row_lengths(
+                tf.constant(cat("tokens").tolist(), tf.string), lengths)
         # Encoder features stay in NumPy (they can exceed a graph constant's
         # 2 GB), each corpus's own (memory-mapped) array, not concatenated:
         # a language's labeled and unlabeled corpora read one cache file, and
@@ -151,6 +163,8 @@ class SentenceTable:
             out["tags"] = tf.gather(self.tags, rows).to_tensor()
         if self.has_labels:
             out["label"] = tf.gather(self.labels, rows)
+        if self.has_tokens:
+            out["tokens"] = tf.gather(self.tokens, rows).to_tensor(default_value="")
         if self.has_features:
             index = tf.gather(self.feature_rows, rows).to_tensor(default_value=-1)
             features = tf.numpy_function(self._gather_features, [index], tf.float16,

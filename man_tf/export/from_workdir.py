@@ -63,6 +63,15 @@ def export(workdir, export_base, which="best", precision="float32"):
         common["encoder"] = {"name": config.model.encoder,
                              "layers": list(config.model.encoder_layers),
                              **dict(features.weights_description)}
+    elif encoder_inputs.is_trainable(config):
+        # Fine-tuned: the model's own encoder layer (its weights are the
+        # checkpoint's), fed the tokens.
+        features = trained.model.backbone.trainable_encoder
+        common["encoder"] = {"name": config.model.encoder,
+                             "layers": list(config.model.encoder_layers), "fine_tuned": True,
+                             **encoder_inputs.describe_weights(
+                                 encoder_inputs.encoder_weights(config))}
+        common["encoder"]["weights"] += " (layers fine-tuned: the checkpoint's)"
     serving, metadata = SERVINGS[tasks.task_of(config).name](trained, features)
     return export_serving(serving, export_base, {**common, **metadata},
                           _warmup_examples(config, languages))

@@ -12,7 +12,9 @@ unknown language code fails the request with an ``InvalidArgumentError``
 naming the trained codes. A model trained on a pretrained encoder's word
 features gets them computed in the graph from the same tokens
 (:class:`man_tf.pretrained.word_features.WordFeatures`: TF Text's
-SentencePiece tokenizer + the encoder's layers, core TF ops).
+SentencePiece tokenizer + the encoder's layers, core TF ops); a model with a
+fine-tuned encoder gets the tokens themselves and computes them with its own
+layer (:class:`~man_tf.pretrained.word_features.TrainableWordFeatures`).
 """
 
 import tensorflow as tf
@@ -49,7 +51,10 @@ class TextEncoder:
         self.language_table = _table(self.languages, list(range(len(self.languages))), -1)
         self.unknown_rows = tf.constant([words.unk_id(lang) for lang in self.languages], tf.int64)
         self.char_table = _table(chars.tokens, list(range(len(chars.tokens))), UNK_ID)
-        self.features = features  # a WordFeatures, for encoder-input models
+        # A WordFeatures (frozen encoder: computed here), or the model's own
+        # TrainableWordFeatures (fine-tuned: the model reads the tokens).
+        self.features = features
+        self.model_tokens = features is not None and hasattr(features, "constant_variables")
         if tokenizer == "unicode_script":
             self._split = tf_text.UnicodeScriptTokenizer().tokenize
         elif tokenizer == "conll":
@@ -63,7 +68,8 @@ class TextEncoder:
         if self.features is not None:
             # Not the encoder layer: the variables the endpoints read are
             # saved anyway, and tracking the layer too saves them twice.
-            tracked += [self.features.tokenizer, self.features.normalize.table]
+            pieces = self.features.features if self.model_tokens else self.features
+            tracked += [pieces.tokenizer, pieces.normalize.table]
         return tracked
 
     def tokenize(self, text):
@@ -103,7 +109,9 @@ class TextEncoder:
                                      [0, tf.maximum(1 - tf.shape(char_ids)[2], 0)]])
         out = {"words": tf.cast(words, tf.int32), "chars": tf.cast(char_ids, tf.int32),
                "lengths": lengths}
-        if self.features is not None:
+        if self.model_tokens:
+            out["tokens"] = tokens.to_tensor(default_value="", shape=[batch, time])
+        elif self.features is not None:
             # Rounded to float16 as training read them from its cache.
             features = tf.cast(tf.cast(self.features(tokens), tf.float16), tf.float32)
             out["encoder_features"] = tf.pad(

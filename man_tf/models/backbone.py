@@ -19,7 +19,9 @@ class Backbone(keras.layers.Layer):
     """Inputs: ``{"words": [batch, time], "chars": [batch, time, chars],
     "lengths": [batch]}``, and with a pretrained encoder ``"encoder_features":
     [batch, time, layers, dim]`` (its word features, mixed over layers by a
-    learned :class:`ScalarMix`).
+    learned :class:`ScalarMix`), or with a fine-tuned encoder
+    (:meth:`attach_encoder`) ``"tokens": string [batch, time]`` from which
+    it computes them.
 
     ``call`` returns ``{"embeddings", "mask", "shared"}`` and, with F_p,
     ``"private"`` (F_p's BiLSTM states, before its experts). The parts are
@@ -67,6 +69,23 @@ class Backbone(keras.layers.Layer):
             self.private_encoder = BiLSTMEncoder(private_hidden, lstm_layers, dropout,
                                                  word_dropout, name="private_encoder")
 
+    def attach_encoder(self, word_features):
+        """Computes the encoder features in the model with ``word_features``
+        (a :class:`man_tf.pretrained.word_features.TrainableWordFeatures`:
+        a fine-tuned encoder) from the batch's ``"tokens"`` (string
+        ``[batch, time]``) instead of reading ``"encoder_features"``. Before
+        the backbone is built."""
+        if self.built:
+            raise ValueError("attach_encoder: the backbone is built already")
+        if not self.encoder_dim:
+            raise ValueError("attach_encoder: the backbone reads no encoder features")
+        self.word_features = word_features
+
+    @property
+    def trainable_encoder(self):
+        """The attached :class:`TrainableWordFeatures`, or None."""
+        return getattr(self, "word_features", None)
+
     def build(self, input_shape=None):
         """Creates every variable; the shapes that matter are fixed by the
         constructor (``input_shape`` is accepted for Keras and not read)."""
@@ -99,7 +118,10 @@ class Backbone(keras.layers.Layer):
         if self.use_words:
             parts.append(self.word_embedding(words, training=training))
         if self.encoder_dim:
-            parts.append(self.encoder_mix(inputs["encoder_features"]))
+            features = inputs.get("encoder_features")
+            if features is None:  # a fine-tuned encoder: computed here
+                features = self.word_features(inputs["tokens"], inputs["lengths"])
+            parts.append(self.encoder_mix(features))
         if self.use_char_cnn:
             parts.append(self.char_cnn(inputs["chars"], mask, training=training))
         x = tf.concat(parts, axis=-1) if len(parts) > 1 else parts[0]

@@ -29,7 +29,7 @@ ADVERSARY_ARGUMENTS = (
 
 def _concat_batches(a, b):
     """Stacks two batches' ``words``/``chars``/``lengths`` (and
-    ``encoder_features``) rows, padding to the longer sentence and word."""
+    ``encoder_features`` or ``tokens``) rows, padding to the longer sentence and word."""
     time = tf.maximum(tf.shape(a["words"])[1], tf.shape(b["words"])[1])
     chars = tf.maximum(tf.shape(a["chars"])[2], tf.shape(b["chars"])[2])
 
@@ -46,6 +46,10 @@ def _concat_batches(a, b):
                          [[0, 0], [0, time - tf.shape(x["encoder_features"])[1]], [0, 0], [0, 0]])
                   for x in (a, b))
         out["encoder_features"] = tf.concat([fa, fb], 0)
+    if "tokens" in a:
+        ta, tb = (tf.pad(x["tokens"], [[0, 0], [0, time - tf.shape(x["tokens"])[1]]])
+                  for x in (a, b))
+        out["tokens"] = tf.concat([ta, tb], 0)
     return out
 
 
@@ -163,10 +167,22 @@ class ManMoeModel(keras.Model):
     def discriminator_variables(self):
         return self.adversary.language_discriminator.trainable_variables
 
+    def encoder_variables(self):
+        """A fine-tuned encoder's trainable variables (none when frozen)."""
+        encoder = self.backbone.trainable_encoder
+        return list(encoder.trainable_variables) if encoder is not None else []
+
+    def constant_variables(self):
+        """Variables that hold a file's constants, not training state (a
+        fine-tuned encoder's frozen piece table): left out of checkpoints."""
+        encoder = self.backbone.trainable_encoder
+        return encoder.constant_variables() if encoder is not None else []
+
     def main_variables(self):
-        """Every trainable variable except D's: what the main optimizer updates."""
-        d_ids = {id(v) for v in self.discriminator_variables()}
-        return [v for v in self.trainable_variables if id(v) not in d_ids]
+        """Every trainable variable except D's and a fine-tuned encoder's:
+        what the main optimizer updates."""
+        other = {id(v) for v in self.discriminator_variables() + self.encoder_variables()}
+        return [v for v in self.trainable_variables if id(v) not in other]
 
     def build_all(self):
         """Builds every variable (inside a strategy scope, before any step)
@@ -176,7 +192,9 @@ class ManMoeModel(keras.Model):
         dummy = {"words": tf.zeros([1, 5], tf.int32), "chars": tf.ones([1, 5, 5], tf.int32),
                  "lengths": tf.constant([5], tf.int32)}
         b = self.backbone
-        if b.encoder_dim:
+        if b.trainable_encoder is not None:
+            dummy["tokens"] = tf.fill([1, 5], "a")
+        elif b.encoder_dim:
             dummy["encoder_features"] = tf.zeros([1, 5, b.encoder_layers, b.encoder_dim],
                                                  tf.float16)
         return self(dummy, training=False)

@@ -33,6 +33,11 @@ def _e5_weights_and_layers(config):
     return weights, layers
 
 
+def encoder_weights(config):
+    """The weights ``model.encoder`` (and ``model.encoder_weights``) name."""
+    return _e5_weights_and_layers(config)[0]
+
+
 def weights_identity(weights):
     """What the feature cache keys the weights by: the bundled file's
     SHA-256, or a digest of a preset's tensors."""
@@ -56,8 +61,9 @@ def serving_word_features(config, dtype="float32"):
     """The encoder's word features as a graph for serving (``None`` without
     ``model.encoder``): same layers as training, piece embeddings in Q4_0 as
     in the bundled file (float32 from a keras-hub preset); ``dtype`` the
-    encoder's dtype policy ("mixed_bfloat16": bfloat16 matmuls)."""
-    if not config.model.get("encoder", ""):
+    encoder's dtype policy ("mixed_bfloat16": bfloat16 matmuls). ``None``
+    too for a fine-tuned encoder: the model's own layer computes them."""
+    if not config.model.get("encoder", "") or is_trainable(config):
         return None
     from man_tf.pretrained.word_features import WordFeatures
 
@@ -68,14 +74,30 @@ def serving_word_features(config, dtype="float32"):
     return features
 
 
+def is_trainable(config):
+    """Whether the config fine-tunes its encoder (``model.encoder_trainable``)."""
+    return bool(config.model.get("encoder", "")) and bool(
+        config.model.get("encoder_trainable", False))
+
+
+def trainable_word_features(config):
+    """The fine-tuned encoder as a model layer (``model.encoder_trainable``),
+    initialised from ``model.encoder``'s weights."""
+    from man_tf.pretrained.word_features import TrainableWordFeatures
+
+    weights, layers = _e5_weights_and_layers(config)
+    return TrainableWordFeatures(weights, layers, name="word_features")
+
+
 def encoder_features(config, workdir):
-    """``None`` without ``model.encoder``; else ``fn(sentences, name)`` ->
+    """``None`` without ``model.encoder`` or with a fine-tuned one (the
+    model computes its features from the tokens); else ``fn(sentences, name)`` ->
     float16 ``[tokens, layers, dim]``: the frozen encoder's word features of
     the sentences' tokens (the caller cuts them as it encodes them), from the
     cache in ``data.feature_cache`` (default ``<workdir>/features``),
     computed once."""
     name = config.model.get("encoder", "")
-    if not name:
+    if not name or is_trainable(config):
         return None
     from man_tf.pretrained import feature_cache, sentencepiece_model
     from man_tf.pretrained.word_features import WordFeatures

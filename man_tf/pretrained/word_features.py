@@ -10,6 +10,7 @@ each run as its own ``<s> ... </s>`` sequence (no overlap; words at a cut
 see only their own window), so every word gets a feature.
 """
 
+import keras
 import tensorflow as tf
 import tensorflow_text as tf_text
 
@@ -24,18 +25,26 @@ class WordFeatures(tf.Module):
     SavedModel's size; same values). ``dtype``: the encoder's Keras dtype
     policy, float32 unless asked (not the global policy: training under
     mixed_bfloat16 still extracts float32 features); "mixed_bfloat16" runs
-    its matmuls in bfloat16 (~1% off float32, faster on CPUs with native bf16)."""
+    its matmuls in bfloat16 (~1% off float32, faster on CPUs with native bf16).
+    ``encoder``: a built :class:`BertEncoder` to run instead of a new one
+    from ``weights`` (a fine-tuned model's; ``quantized_embeddings`` and
+    ``dtype`` are then its own)."""
 
     def __init__(self, weights, layers=(7,), window=None, quantized_embeddings=False,
-                 dtype="float32", name="word_features"):
+                 dtype="float32", encoder=None, name="word_features"):
         super().__init__(name=name)
         self.layers = tuple(int(layer) for layer in layers)
         if not self.layers or min(self.layers) < 0 or max(self.layers) > weights.layers:
             raise ValueError(f"layers must be in [0, {weights.layers}], got {layers}")
         self.hidden = weights.hidden
         self.window = int(window or weights.max_positions - 2)
-        self.encoder = e5_encoder(weights, num_layers=max(self.layers),
-                                  quantized_embeddings=quantized_embeddings, dtype=dtype)
+        if encoder is None:
+            encoder = e5_encoder(weights, num_layers=max(self.layers),
+                                 quantized_embeddings=quantized_embeddings, dtype=dtype)
+        elif encoder.num_layers < max(self.layers):
+            raise ValueError(f"the encoder has {encoder.num_layers} layers; layer "
+                             f"{max(self.layers)} was asked for")
+        self.encoder = encoder
         self.tokenizer = tf_text.SentencepieceTokenizer(model=model_proto(weights))
         self.normalize = NormalizerTable(weights)
         self.bos, self.eos, self.pad = weights.bos_id, weights.eos_id, weights.pad_id
@@ -100,3 +109,42 @@ class WordFeatures(tf.Module):
         picked = tf.transpose(picked, [1, 0, 2])                          # [words_total, k, H]
         return words.with_flat_values(picked).to_tensor(
             shape=[None, None, len(self.layers), self.hidden])
+
+
+class TrainableWordFeatures(keras.layers.Layer):
+    """The encoder's word features as a model layer, fine-tuned with the
+    model (``model.encoder_trainable``): padded tokens (string ``[batch,
+    time]``) + ``lengths`` -> float32 ``[batch, time, len(layers), hidden]``
+    (zeros past each sentence), computed in the step, in the layer's dtype
+    policy (the training's). The encoder's layers up to ``max(layers)``,
+    its position and type embeddings and its embedding LayerNorm are
+    trainable; the piece embedding table stays as the weights file holds it
+    (Q4_0, not trainable: 96 M parameters that a fine-tuning would barely
+    move, and whose Adam slots would take 770 MB), and is left out of
+    checkpoints (:meth:`constant_variables`: it is the bundled file's,
+    whose SHA-256 is checked when it is read)."""
+
+    def __init__(self, weights, layers=(7,), **kwargs):
+        super().__init__(**kwargs)
+        self.layers = tuple(int(layer) for layer in layers)
+        # Built (and its weights assigned) here, under this layer's name.
+        with keras.name_scope(self.name):
+            self.encoder = e5_encoder(weights, num_layers=max(self.layers),
+                                      quantized_embeddings=True, dtype=self.dtype_policy,
+                                      name="e5_encoder")
+        self.features = WordFeatures(weights, self.layers, encoder=self.encoder)
+        self.hidden = self.features.hidden
+
+    def build(self, input_shape=None):
+        self.built = True
+
+    def constant_variables(self):
+        """The frozen piece embedding table (Q4_0 nibbles and scales)."""
+        return [self.encoder.word_embedding_nibbles, self.encoder.word_embedding_scales]
+
+    def call(self, tokens, lengths):
+        words = tf.RaggedTensor.from_tensor(tokens, lengths=tf.cast(lengths, tf.int64),
+                                            row_splits_dtype=tf.int64)
+        features = self.features(words)
+        time = tf.shape(tokens)[1]
+        return tf.pad(features, [[0, 0], [0, time - tf.shape(features)[1]], [0, 0], [0, 0]])

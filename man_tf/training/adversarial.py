@@ -12,7 +12,9 @@ One iteration (one ``fit`` step):
    language + ``gate_loss_weight`` x F_p's gate cross-entropy
    + ``predictor_gate_loss_weight`` x C's gate cross-entropy + D's loss on
    one unlabeled batch per language seen through the gradient reversal
-   layer, so F_s receives ``-λ ∂L_D/∂F_s``.
+   layer, so F_s receives ``-λ ∂L_D/∂F_s``. A fine-tuned encoder
+   (``model.encoder_trainable``) takes the same update's gradients with its
+   own ``encoder_optimizer`` (a fine-tuning step size).
 
 Target-language labels never enter: labeled batches come from sources only.
 Losses use :func:`losses.per_language_mean` (each language's mean over the
@@ -148,6 +150,7 @@ class AdversarialModel(keras.Model):
             self._losses["adversarial_d_loss"] = keras.metrics.Mean(name="adversarial_d_loss")
         self._losses["total_loss"] = keras.metrics.Mean(name="total_loss")
         self.d_optimizer = None
+        self.encoder_optimizer = None
         self.state = None
         self.built = True
 
@@ -160,6 +163,11 @@ class AdversarialModel(keras.Model):
     def main_variables(self):
         """What ``optimizer`` updates: every trainable variable but D's."""
         return self.man_moe.main_variables()
+
+    @property
+    def encoder_variables(self):
+        """What ``encoder_optimizer`` updates: a fine-tuned encoder's variables."""
+        return self.man_moe.encoder_variables()
 
     @property
     def d_variables(self):
@@ -228,14 +236,23 @@ class AdversarialModel(keras.Model):
     def call(self, inputs, training=False):
         return self.man_moe(inputs, training=training)
 
-    def compile(self, optimizer=None, d_optimizer=None, jit_compile=False, **kwargs):
-        """``optimizer`` updates everything but D (default: LazyAdam 1e-3,
-        which leaves embedding rows a batch does not touch alone);
-        ``d_optimizer`` updates D (default: Adam 1e-3). Under
-        ``mixed_float16`` both are wrapped in a ``LossScaleOptimizer``."""
+    def compile(self, optimizer=None, d_optimizer=None, jit_compile=False,
+                encoder_optimizer=None, **kwargs):
+        """``optimizer`` updates everything but D and a fine-tuned encoder
+        (default: LazyAdam 1e-3, which leaves embedding rows a batch does not
+        touch alone); ``d_optimizer`` updates D (default: Adam 1e-3);
+        ``encoder_optimizer`` a fine-tuned encoder (default: Adam 3e-5; unused
+        without one). Under ``mixed_float16`` the first two are wrapped in a
+        ``LossScaleOptimizer`` (a fine-tuned encoder is refused there)."""
         optimizer = optimizer or LazyAdam(1e-3, name="main_adam")
         d_optimizer = d_optimizer or keras.optimizers.Adam(1e-3, name="discriminator_adam")
+        if self.encoder_variables:
+            self.encoder_optimizer = encoder_optimizer or keras.optimizers.Adam(
+                3e-5, name="encoder_adam")
         if keras.mixed_precision.global_policy().name == "mixed_float16":
+            if self.encoder_variables:
+                raise ValueError("a fine-tuned encoder under mixed_float16: its optimizer "
+                                 "would see scaled gradients; use mixed_bfloat16 or float32")
             # float16 gradients underflow without loss scaling (bf16 does not need it).
             if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -247,6 +264,8 @@ class AdversarialModel(keras.Model):
         # touch the other's, and a Keras 3 optimizer insists on this anyway.
         self.optimizer.build(self.main_variables)
         self.d_optimizer.build(self.d_variables)
+        if self.encoder_optimizer is not None:
+            self.encoder_optimizer.build(self.encoder_variables)
 
     # -- losses -------------------------------------------------------------
 
@@ -324,8 +343,17 @@ class AdversarialModel(keras.Model):
             else:
                 objective = total
             scaled = self._scaled(self.optimizer, total)
-        grads = tape.gradient(scaled, self.main_variables)
-        self.optimizer.apply_gradients(zip(grads, self.main_variables))
+        main = self.main_variables
+        encoder = self.encoder_variables if self.encoder_optimizer is not None else []
+        grads = tape.gradient(scaled, main + encoder)
+        self.optimizer.apply_gradients(zip(grads[:len(main)], main))
+        if encoder:
+            # Dense: the position table's gradient comes as IndexedSlices with
+            # a row per piece, repeated rows included, and Keras' Adam moves
+            # such a row by a multiple of its step size (measured: 4x).
+            dense = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
+                     for g in grads[len(main):]]
+            self.encoder_optimizer.apply_gradients(zip(dense, encoder))
         # What the main update descends, as seen from F_s: task + gate losses
         # - λ·L_D. (``total`` differentiates to the same gradients, the
         # reversal layer flipping and scaling L_D's, but its value adds +L_D.)

@@ -1,6 +1,7 @@
 """Checkpoints: the latest state every N steps, and the best by dev score.
 
-One ``tf.train.Checkpoint`` holds the model, both optimizers, the step and
+One ``tf.train.Checkpoint`` holds the model, its optimizers (main, D, and a
+fine-tuned encoder's), the step and
 the best dev score, so a restarted run continues exactly where the last
 checkpoint left it. ``tf.train.CheckpointManager`` writes each checkpoint
 under a new name and updates its index file last, so a crash mid-write
@@ -34,8 +35,11 @@ def model_variables(model):
     # The composed model's parts ("backbone/", "head/", "adversary/") are
     # dropped too: checkpoints written before the model was composed keep
     # restoring, and the keys name what a variable is, not where it hangs.
+    # A fine-tuned encoder's frozen piece table is the bundled file's
+    # (checked by SHA-256 when read): not saved (54 MB per checkpoint).
     lambd = getattr(model, "lambd", None)
-    kept = [v for v in model.variables if v is not lambd]
+    constant = {id(v) for v in getattr(model, "constant_variables", list)()}
+    kept = [v for v in model.variables if v is not lambd and id(v) not in constant]
     paths, rng = [], 0
     for v in kept:
         if v.path.endswith("seed_generator_state"):
@@ -59,13 +63,14 @@ def model_variables(model):
 class TrainingState:
     """Everything a resumed run needs; ``step`` and ``best_score`` are variables."""
 
-    def __init__(self, workdir, model, optimizer, d_optimizer, keep=3):
+    def __init__(self, workdir, model, optimizer, d_optimizer, keep=3, encoder_optimizer=None):
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.best_score = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_score")
         self.best_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="best_step")
         self.checkpoint = tf.train.Checkpoint(
             model=model_variables(model), optimizer=optimizer, d_optimizer=d_optimizer,
-            step=self.step, best_score=self.best_score, best_step=self.best_step)
+            step=self.step, best_score=self.best_score, best_step=self.best_step,
+            **({"encoder_optimizer": encoder_optimizer} if encoder_optimizer is not None else {}))
         self.latest = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(workdir, "checkpoints"), max_to_keep=keep)
         self.best = tf.train.CheckpointManager(

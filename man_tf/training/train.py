@@ -115,11 +115,14 @@ def train(config, workdir, callbacks=()):
         model.compile(optimizer=LazyAdam(config.train.learning_rate, name="main_adam"),
                       d_optimizer=tf.keras.optimizers.Adam(config.train.d_learning_rate,
                                                            name="discriminator_adam"),
-                      jit_compile=config.train.jit_compile)
+                      jit_compile=config.train.jit_compile,
+                      encoder_optimizer=tf.keras.optimizers.Adam(
+                          config.train.get("encoder_learning_rate", 3e-5), name="encoder_adam"))
         # Every worker takes part in each save (a collective); only the
         # chief's copy is kept. All restore the chief's latest checkpoint.
         state = checkpoints.TrainingState(write_dir, man_moe, model.optimizer,
-                                          model.d_optimizer, config.train.keep_checkpoints)
+                                          model.d_optimizer, config.train.keep_checkpoints,
+                                          model.encoder_optimizer)
         restored = state.restore_latest(latest)
     start = int(state.step.numpy())
     model.state = state  # callbacks read the global step as model.state.step
