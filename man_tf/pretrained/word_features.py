@@ -122,16 +122,22 @@ class TrainableWordFeatures(keras.layers.Layer):
     (Q4_0, not trainable: 96 M parameters that a fine-tuning would barely
     move, and whose Adam slots would take 770 MB), and is left out of
     checkpoints (:meth:`constant_variables`: it is the bundled file's,
-    whose SHA-256 is checked when it is read)."""
+    whose SHA-256 is checked when it is read, or a keras-hub preset's, kept
+    in float32 and frozen as well)."""
 
     def __init__(self, weights, layers=(7,), **kwargs):
         super().__init__(**kwargs)
         self.layers = tuple(int(layer) for layer in layers)
+        # The bundled file's table in Q4_0 as the file holds it; a keras-hub
+        # preset's (which has an ``identity``) in float32, frozen too.
+        quantized = not hasattr(weights, "identity")
         # Built (and its weights assigned) here, under this layer's name.
         with keras.name_scope(self.name):
             self.encoder = e5_encoder(weights, num_layers=max(self.layers),
-                                      quantized_embeddings=True, dtype=self.dtype_policy,
+                                      quantized_embeddings=quantized, dtype=self.dtype_policy,
                                       name="e5_encoder")
+        if not quantized:
+            self.encoder.word_embeddings.trainable = False
         self.features = WordFeatures(weights, self.layers, encoder=self.encoder)
         self.hidden = self.features.hidden
 
@@ -139,8 +145,11 @@ class TrainableWordFeatures(keras.layers.Layer):
         self.built = True
 
     def constant_variables(self):
-        """The frozen piece embedding table (Q4_0 nibbles and scales)."""
-        return [self.encoder.word_embedding_nibbles, self.encoder.word_embedding_scales]
+        """The frozen piece embedding table (Q4_0 nibbles and scales, or a
+        preset's float32 table): read from its file whenever the model is built."""
+        if self.encoder.quantized_embeddings:
+            return [self.encoder.word_embedding_nibbles, self.encoder.word_embedding_scales]
+        return [self.encoder.word_embeddings]
 
     def call(self, tokens, lengths):
         words = tf.RaggedTensor.from_tensor(tokens, lengths=tf.cast(lengths, tf.int64),

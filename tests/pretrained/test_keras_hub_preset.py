@@ -98,6 +98,31 @@ def test_the_served_graph_records_and_holds_the_presets_weights(preset_dir):
     assert not features.encoder.quantized_embeddings
 
 
+def test_a_fine_tuned_preset_encoder_keeps_its_float32_table_frozen(preset_dir):
+    import tensorflow as tf
+
+    from man_tf.pretrained import encoder_inputs
+
+    config = config_with(preset_dir, "/nonexistent")
+    config.model.encoder_trainable = True
+    layer = encoder_inputs.trainable_word_features(config)
+    table = layer.encoder.word_embeddings
+    assert layer.constant_variables() == [table] and not table.trainable
+    trainable = {id(v) for v in layer.trainable_variables}
+    assert id(table) not in trainable and len(trainable) > 10
+    tokens = tf.constant([["Angela", "Merkel", "besuchte", "Paris"], ["Ja", "", "", ""]])
+    with tf.GradientTape() as tape:
+        out = layer(tokens, tf.constant([4, 1]))
+        loss = tf.reduce_sum(out ** 2)
+    grads = tape.gradient(loss, layer.trainable_variables)
+    assert out.shape == (2, 4, 1, 384) and float(tf.reduce_sum(tf.abs(out[1, 1:]))) == 0.0
+    assert all(g is not None for g in grads)
+    # The same features as the frozen graph computes from the preset.
+    frozen = encoder_inputs.serving_word_features(config_with(preset_dir, "/nonexistent"))
+    expected = frozen(tf.ragged.constant([["Angela", "Merkel", "besuchte", "Paris"], ["Ja"]]))
+    np.testing.assert_allclose(out[0].numpy(), expected[0].numpy(), atol=1e-4)
+
+
 def test_a_preset_with_too_few_layers_or_no_preset_is_one_line(preset_dir, tmp_path):
     from man_tf.pretrained import encoder_inputs
 
