@@ -119,6 +119,12 @@ VARIANT_NOTES = {
                      "in bfloat16 (marked ¶ in the table while not rerun).",
     "cased_words": "Words kept cased (`--config.data.lowercase_words=False`); the default "
                    "lowercases them, as the authors' vocabularies are.",
+    "fine_tuned": "Encoder input with the encoder fine-tuned "
+                  "(`--config.model.encoder_trainable=True`: layers 1-7 trained at Adam 3e-5 "
+                  "beside the model, features computed in every step, no cache; the piece "
+                  "table frozen); otherwise the encoder section's MAN-MoE config and budget "
+                  "(1,000 iterations). About 5x the frozen run's step time on this CPU "
+                  "(benchmarks/results/speed.md), so one cell only.",
     "log_prob_mixture": "The issue-12 defaults but C mixes its experts' log-probabilities "
                         "(`model.predictor_mixture=log_probabilities`, the authors' form).",
 }
