@@ -12,23 +12,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from man_tf.data import conll
 from man_tf.settings import ConfigError, check_config
-from tests.cli.test_encoder_input import CLEAN_PROCESS, ENV, OPS_PROCESS
+from tests.cli import test_encoder_input as encoder_input
+from tests.cli.test_encoder_input import ENV, OPS_PROCESS
 from tests.helpers import ROOT
 
 LEARNING_RATE = 3e-5  # the default train.encoder_learning_rate
 STEPS = 4
 
 
-def train(workdir, steps, *extra):
-    return subprocess.run(
-        [sys.executable, "-m", "man_tf.cli.train", "--config=configs/sample_ner.py:encoder",
-         "--config.model.encoder_trainable=True", "--config.model.encoder_layers=(2,3)",
-         f"--config.train.steps={steps}", "--config.train.eval_every=2",
-         "--config.train.checkpoint_every=2", "--config.train.log_every=1",
-         f"--workdir={workdir}", *extra],
-        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
+def train(workdir, steps):
+    return encoder_input.train(workdir, steps, "--config.model.encoder_trainable=True",
+                               layers="(2,3)", every=2)
 
 
 @pytest.fixture(scope="module")
@@ -92,18 +87,7 @@ def test_fine_tuned_export_serves_the_evaluated_tags_with_its_own_layers(tuned):
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     exported = os.path.join(tuned, "exported", "1")
-    from man_tf.training.evaluate import evaluate
-
-    _, output = evaluate(tuned, "test")
-    sentences = conll.read_conll(output + ".conll")
-    expected = [[line.split()[-1] for line in block.strip().splitlines()]
-                for block in open(output + ".conll", encoding="utf-8").read().split("\n\n")
-                if block.strip()]
-    tokens = [list(s.tokens) for s in sentences]
-    done = subprocess.run([sys.executable, "-c", CLEAN_PROCESS, exported, json.dumps(tokens),
-                           "de"], capture_output=True, text=True, env=ENV, cwd="/", timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    served = json.loads(done.stdout.strip().splitlines()[-1])
+    _, expected, served = encoder_input.evaluated_and_served(tuned, exported)
     assert served["tags"] == expected
     assert served["raw_lengths"] == [0, 5] and len(served["raw_tags"]) >= 5
     meta = json.load(open(os.path.join(exported, "assets.extra", "man_tf.json"),

@@ -15,12 +15,13 @@ from tests.helpers import CLEAN_PROCESS_PREAMBLE, ROOT
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 
 
-def train(workdir, steps, *extra):
+def train(workdir, steps, *extra, layers="(6,7,8)", every=3):
+    """The sample config with the encoder input (``extra``: more flags)."""
     return subprocess.run(
         [sys.executable, "-m", "man_tf.cli.train", "--config=configs/sample_ner.py",
-         "--config.model.encoder=e5-small", "--config.model.encoder_layers=(6,7,8)",
-         f"--config.train.steps={steps}", "--config.train.eval_every=3",
-         "--config.train.checkpoint_every=3", "--config.train.log_every=1",
+         "--config.model.encoder=e5-small", f"--config.model.encoder_layers={layers}",
+         f"--config.train.steps={steps}", f"--config.train.eval_every={every}",
+         f"--config.train.checkpoint_every={every}", "--config.train.log_every=1",
          f"--workdir={workdir}", *extra],
         cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
 
@@ -77,24 +78,30 @@ print(json.dumps({"tags": [[t.decode() for t in row[:n]] for row, n in
 """
 
 
-def test_export_holds_the_encoder_and_serves_the_evaluated_tags(trained, exported):
-    results = json.load(open(os.path.join(trained, "results.json"), encoding="utf-8"))
+def evaluated_and_served(workdir, exported):
+    """(scores, tags, served) on the de test sentences: ``man-tf-evaluate``'s
+    scores and predicted tags, and what the SavedModel serves for the same
+    tokens in a fresh process with tensorflow + tensorflow_text only (the
+    graph holds the SentencePiece tokenizer and the encoder's layers)."""
     from man_tf.training.evaluate import evaluate
 
-    scores, output = evaluate(trained, "test")
-    assert scores.primary == pytest.approx(results["test_f1"])
+    scores, output = evaluate(workdir, "test")
     sentences = conll.read_conll(output + ".conll")  # token, gold, predicted
-    expected = [[line.split()[-1] for line in block.strip().splitlines()]
-                for block in open(output + ".conll", encoding="utf-8").read().split("\n\n")
-                if block.strip()]
+    tags = [[line.split()[-1] for line in block.strip().splitlines()]
+            for block in open(output + ".conll", encoding="utf-8").read().split("\n\n")
+            if block.strip()]
     tokens = [list(s.tokens) for s in sentences]
-    assert len(expected) == len(tokens) >= 5
-    # A fresh process with tensorflow + tensorflow_text only: the graph holds
-    # the SentencePiece tokenizer and the encoder's layers.
+    assert len(tags) == len(tokens) >= 5
     done = subprocess.run([sys.executable, "-c", CLEAN_PROCESS, exported, json.dumps(tokens),
                            "de"], capture_output=True, text=True, env=ENV, cwd="/", timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    served = json.loads(done.stdout.strip().splitlines()[-1])
+    return scores, tags, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_export_holds_the_encoder_and_serves_the_evaluated_tags(trained, exported):
+    results = json.load(open(os.path.join(trained, "results.json"), encoding="utf-8"))
+    scores, expected, served = evaluated_and_served(trained, exported)
+    assert scores.primary == pytest.approx(results["test_f1"])
     assert served["tags"] == expected
     assert served["raw_lengths"] == [0, 5] and len(served["raw_tags"]) >= 5
     # Size: the piece table in Q4_0 (54 MB) + layers 1-8 in float32 (57 MB),
