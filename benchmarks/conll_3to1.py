@@ -122,8 +122,11 @@ VARIANT_NOTES = {
     "fine_tuned": "Encoder input with the encoder fine-tuned "
                   "(`--config.model.encoder_trainable=True`: layers 1-7 trained at Adam 3e-5 "
                   "beside the model, features computed in every step, no cache; the piece "
-                  "table frozen); otherwise the encoder section's MAN-MoE config and budget "
-                  "(1,000 iterations). About 5x the frozen run's step time on this CPU "
+                  "table frozen); training sentences split at 128 tokens "
+                  "(`--config.data.max_length=128 --config.data.long_sentences=split`: with "
+                  "whole sentences the run was OOM-killed at 15 GB; the frozen rows keep "
+                  "whole sentences); otherwise the encoder section's MAN-MoE config and "
+                  "budget (1,000 iterations). About 5x the frozen run's step time on this CPU "
                   "(benchmarks/results/speed.md), so one cell only.",
     "log_prob_mixture": "The issue-12 defaults but C mixes its experts' log-probabilities "
                         "(`model.predictor_mixture=log_probabilities`, the authors' form).",
