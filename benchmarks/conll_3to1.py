@@ -127,8 +127,7 @@ VARIANT_NOTES = {
                   "whole sentences the run was OOM-killed at 15 GB; the frozen rows keep "
                   "whole sentences); otherwise the encoder section's MAN-MoE config and "
                   "budget (1,000 iterations). About 5x the frozen run's step time on this CPU "
-                  "(benchmarks/results/speed.md). Not run to the end: the process's memory "
-                  "grew with the steps (12 GB near step 60; BUILD_NOTES.md, fine-tuning).",
+                  "(benchmarks/results/speed.md).",
     "log_prob_mixture": "The issue-12 defaults but C mixes its experts' log-probabilities "
                         "(`model.predictor_mixture=log_probabilities`, the authors' form).",
 }
