@@ -10,6 +10,7 @@ from absl import logging
 
 from man_tf.data import conll, embeddings, pipeline, plaintext, reviews, vocab
 from man_tf.data.errors import DataError
+from man_tf.pretrained.encoder_inputs import is_trainable
 from man_tf.settings import ConfigError, data_path, is_classification, resolve_languages
 
 
@@ -256,7 +257,7 @@ def encode_data(config, data, words, chars, tags, features=None):
         unlabeled_text[lang], lang, ids[lang], words, chars, None, config.data.max_chars,
         max_length, features=features(
             [conll.Sentence(s.tokens[:max_length], None, s.source) for s in unlabeled_text[lang]],
-            f"{lang} unlabeled") if features else None, keep_tokens=_keep_tokens(config))
+            f"{lang} unlabeled") if features else None, keep_tokens=is_trainable(config))
         for lang in data.languages}
     for name, corpora in (("labeled", labeled), ("unlabeled", unlabeled)):
         for lang, corpus in corpora.items():
@@ -274,7 +275,7 @@ def encode_split(config, sentences, language, language_id, words, chars, tags,
     if features:
         cut = [conll.Sentence(s.tokens[:max_length], None, s.source) for s in sentences]
         values = features(cut, f"{language} {len(sentences)} sentences")
-    keep = _keep_tokens(config)
+    keep = is_trainable(config)  # a fine-tuned encoder reads the tokens in the step
     if is_classification(config):
         return pipeline.encode(sentences, language, language_id, words, chars, None,
                                config.data.max_chars, max_length,
@@ -282,9 +283,3 @@ def encode_split(config, sentences, language, language_id, words, chars, tags,
                                keep_tokens=keep)
     return pipeline.encode(sentences, language, language_id, words, chars, tags,
                            config.data.max_chars, max_length, features=values, keep_tokens=keep)
-
-
-def _keep_tokens(config):
-    """A fine-tuned encoder reads the token strings in the step."""
-    from man_tf.pretrained.encoder_inputs import is_trainable
-    return is_trainable(config)

@@ -55,7 +55,10 @@ def export(workdir, export_base, which="best", precision="float32"):
     config, languages = trained.config, trained.languages
     # The encoder and its tokenizer go into the graph; the piece embedding
     # table stays in Q4_0 as in the bundled weights file (54 MB, not 384 MB).
-    features = encoder_inputs.serving_word_features(config, dtype=precision)
+    # A fine-tuned encoder is the model's own layer (its weights are the
+    # checkpoint's), fed the tokens.
+    features = (encoder_inputs.serving_word_features(config, dtype=precision)
+                or trained.model.backbone.trainable_encoder)
     common = {"man_tf_version": man_tf.__version__, "languages": languages, "precision": precision,
               "target": trained.target, "expert_languages": trained.sources,
               "checkpoint": os.path.abspath(trained.checkpoint)}
@@ -63,15 +66,6 @@ def export(workdir, export_base, which="best", precision="float32"):
         common["encoder"] = {"name": config.model.encoder,
                              "layers": list(config.model.encoder_layers),
                              **dict(features.weights_description)}
-    elif encoder_inputs.is_trainable(config):
-        # Fine-tuned: the model's own encoder layer (its weights are the
-        # checkpoint's), fed the tokens.
-        features = trained.model.backbone.trainable_encoder
-        common["encoder"] = {"name": config.model.encoder,
-                             "layers": list(config.model.encoder_layers), "fine_tuned": True,
-                             **encoder_inputs.describe_weights(
-                                 encoder_inputs.encoder_weights(config))}
-        common["encoder"]["weights"] += " (layers fine-tuned: the checkpoint's)"
     serving, metadata = SERVINGS[tasks.task_of(config).name](trained, features)
     return export_serving(serving, export_base, {**common, **metadata},
                           _warmup_examples(config, languages))

@@ -22,6 +22,7 @@ import tensorflow_text as tf_text
 
 from man_tf.data.vocab import SHARED, UNK_ID
 from man_tf.export.raw_text import conll_tokenize
+from man_tf.pretrained.word_features import TrainableWordFeatures
 
 SEPARATOR = "\x1f"  # between block name and word in the word table's keys
 
@@ -54,7 +55,7 @@ class TextEncoder:
         # A WordFeatures (frozen encoder: computed here), or the model's own
         # TrainableWordFeatures (fine-tuned: the model reads the tokens).
         self.features = features
-        self.model_tokens = features is not None and hasattr(features, "constant_variables")
+        self.model_tokens = isinstance(features, TrainableWordFeatures)
         if tokenizer == "unicode_script":
             self._split = tf_text.UnicodeScriptTokenizer().tokenize
         elif tokenizer == "conll":

@@ -33,11 +33,6 @@ def _e5_weights_and_layers(config):
     return weights, layers
 
 
-def encoder_weights(config):
-    """The weights ``model.encoder`` (and ``model.encoder_weights``) name."""
-    return _e5_weights_and_layers(config)[0]
-
-
 def weights_identity(weights):
     """What the feature cache keys the weights by: the bundled file's
     SHA-256, or a digest of a preset's tensors."""
@@ -86,7 +81,13 @@ def trainable_word_features(config):
     from man_tf.pretrained.word_features import TrainableWordFeatures
 
     weights, layers = _e5_weights_and_layers(config)
-    return TrainableWordFeatures(weights, layers, name="word_features")
+    layer = TrainableWordFeatures(weights, layers, name="word_features")
+    # For an export's metadata, without reading the weights file again.
+    described = describe_weights(weights)
+    layer.weights_description = {
+        **described, "fine_tuned": True,
+        "weights": described["weights"] + " (layers fine-tuned: the checkpoint's)"}
+    return layer
 
 
 def encoder_features(config, workdir):
