@@ -83,9 +83,12 @@ def get_config(inputs="words"):
     # Fine-tune the encoder's layers (up to max(encoder_layers)) with the
     # model, at train.encoder_learning_rate, computing its features in every
     # step instead of reading the cache (the piece embedding table stays
-    # frozen, in Q4_0). For a GPU: on 2 CPU cores a step costs ~10x a frozen
+    # frozen, in Q4_0). For a GPU: on 2 CPU cores a step costs ~5x a frozen
     # one (README, "Fine-tuning the encoder").
     model.encoder_trainable = False
+    # With encoder_trainable: recompute each encoder layer in the backward
+    # pass instead of keeping its activations (less memory, more compute).
+    model.encoder_remat = False
     model.word_dim = 300                 # the authors' emb_size
     model.fix_embeddings = True          # pretrained vectors stay frozen (fix_emb)
     model.use_char_cnn = True

@@ -93,6 +93,11 @@ def check_config(config):
     elif config.model.get("encoder_trainable", False):
         raise ConfigError("model.encoder_trainable=True without model.encoder: there is no "
                           "encoder to fine-tune; set --config.model.encoder=e5-small")
+    if config.model.get("encoder_remat", False) and not (
+            config.model.get("encoder", "") and config.model.get("encoder_trainable", False)):
+        raise ConfigError("model.encoder_remat=True without a fine-tuned encoder: only "
+                          "model.encoder_trainable=True keeps the encoder's activations for "
+                          "the backward pass; drop encoder_remat or set encoder_trainable")
     for name in ("dropout", "word_dropout", "mlp_dropout", "discriminator_dropout",
                  "unk_replacement"):
         value = config.model.get(name, 0.0)

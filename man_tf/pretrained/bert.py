@@ -140,8 +140,11 @@ class BertEncoder(keras.layers.Layer):
 
     def __init__(self, vocab_size, hidden=384, num_layers=12, heads=12, intermediate=1536,
                  max_positions=512, type_vocab_size=2, eps=1e-12, quantized_embeddings=False,
-                 **kwargs):
+                 remat=False, **kwargs):
         super().__init__(**kwargs)
+        # Recompute each layer in the backward pass instead of keeping its
+        # activations (a fine-tuned encoder's memory; no effect when frozen).
+        self.remat = bool(remat)
         if quantized_embeddings and hidden % Q4_BLOCK:
             raise ValueError(f"quantized embeddings need hidden % {Q4_BLOCK} == 0, got {hidden}")
         self.quantized_embeddings = bool(quantized_embeddings)
@@ -174,12 +177,14 @@ class BertEncoder(keras.layers.Layer):
             layer.build((None, None, self.hidden))
         super().build(input_shape)
 
-    def call(self, ids, mask, layers=None, keep=None):
+    def call(self, ids, mask, layers=None, keep=None, training=None):
         """``layers``: which hidden states to return (default all, 0 = the
         embeddings); zeros at padded positions. ``keep``: int64 ``[kept, 2]``
         (row, column) positions of real pieces: then only their states are
         returned, ``[len(layers), kept, hidden]``, and the top layer computes
-        nothing else (a word feature reads one piece per word)."""
+        nothing else (a word feature reads one piece per word). With
+        ``remat`` and ``training``, each layer's activations are recomputed
+        in the backward pass (``keras.remat``): only its input is kept."""
         layers = list(range(self.num_layers + 1)) if layers is None else [int(i) for i in layers]
         shape = tf.shape(ids, out_type=tf.int64)
         positions = tf.where(mask > 0)                     # [pieces, 2]: the real pieces
@@ -201,8 +206,12 @@ class BertEncoder(keras.layers.Layer):
             keep = tf.gather(tf.cumsum(real, exclusive=True), keep[:, 0]) + keep[:, 1]
         states = {0: x}
         for i, layer in enumerate(self.transformer_layers[:top]):
-            last = keep is not None and i + 1 == top
-            x = layer(x, positions, attention_bias, keep=keep if last else None)
+            last = keep if keep is not None and i + 1 == top else None
+            if self.remat and training:
+                x = keras.remat(lambda x, layer=layer, last=last:
+                                layer(x, positions, attention_bias, keep=last))(x)
+            else:
+                x = layer(x, positions, attention_bias, keep=last)
             states[i + 1] = x
         if keep is not None:
             # (The top layer computed only the kept pieces, unless it is the embeddings.)
@@ -217,22 +226,24 @@ class BertEncoder(keras.layers.Layer):
                 "num_layers": self.num_layers, "heads": self.heads,
                 "intermediate": self.intermediate, "max_positions": self.max_positions,
                 "type_vocab_size": self.type_vocab_size, "eps": self.eps,
-                "quantized_embeddings": self.quantized_embeddings}
+                "quantized_embeddings": self.quantized_embeddings, "remat": self.remat}
 
 
 def e5_encoder(weights, num_layers=None, name="e5_encoder", quantized_embeddings=False,
-               dtype="float32"):
+               dtype="float32", remat=False):
     """A built :class:`BertEncoder` holding ``weights`` (an ``E5Weights``),
     dequantized to float32 (the word embedding table kept in Q4_0 with
     ``quantized_embeddings``); ``num_layers`` keeps only the lowest layers;
-    ``dtype="mixed_bfloat16"`` computes the layers in bfloat16."""
+    ``dtype="mixed_bfloat16"`` computes the layers in bfloat16; ``remat``:
+    see :class:`BertEncoder`."""
     w = weights
     num_layers = w.layers if num_layers is None else int(num_layers)
     if not 0 <= num_layers <= w.layers:
         raise ValueError(f"num_layers must be in [0, {w.layers}], got {num_layers}")
     encoder = BertEncoder(w.vocab_size, w.hidden, num_layers, w.heads, w.intermediate,
                           w.max_positions, w.type_vocab_size, w.layer_norm_eps,
-                          quantized_embeddings=quantized_embeddings, name=name, dtype=dtype)
+                          quantized_embeddings=quantized_embeddings, remat=remat, name=name,
+                          dtype=dtype)
     encoder.build()
     H, F = w.hidden, w.intermediate
     if quantized_embeddings:

@@ -81,7 +81,8 @@ def trainable_word_features(config):
     from man_tf.pretrained.word_features import TrainableWordFeatures
 
     weights, layers = _e5_weights_and_layers(config)
-    layer = TrainableWordFeatures(weights, layers, name="word_features")
+    layer = TrainableWordFeatures(weights, layers, name="word_features",
+                                  remat=bool(config.model.get("encoder_remat", False)))
     # For an export's metadata, without reading the weights file again.
     described = describe_weights(weights)
     layer.weights_description = {

@@ -123,9 +123,11 @@ class TrainableWordFeatures(keras.layers.Layer):
     move, and whose Adam slots would take 770 MB), and is left out of
     checkpoints (:meth:`constant_variables`: it is the bundled file's,
     whose SHA-256 is checked when it is read, or a keras-hub preset's, kept
-    in float32 and frozen as well)."""
+    in float32 and frozen as well). ``remat``: recompute each encoder layer
+    in the backward pass instead of keeping its activations
+    (``model.encoder_remat``)."""
 
-    def __init__(self, weights, layers=(7,), **kwargs):
+    def __init__(self, weights, layers=(7,), remat=False, **kwargs):
         super().__init__(**kwargs)
         self.layers = tuple(int(layer) for layer in layers)
         # The bundled file's table in Q4_0 as the file holds it; a keras-hub
@@ -135,7 +137,7 @@ class TrainableWordFeatures(keras.layers.Layer):
         with keras.name_scope(self.name):
             self.encoder = e5_encoder(weights, num_layers=max(self.layers),
                                       quantized_embeddings=quantized, dtype=self.dtype_policy,
-                                      name="e5_encoder")
+                                      remat=remat, name="e5_encoder")
         if not quantized:
             self.encoder.word_embeddings.trainable = False
         self.features = WordFeatures(weights, self.layers, encoder=self.encoder)

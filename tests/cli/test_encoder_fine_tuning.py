@@ -120,3 +120,53 @@ def test_fine_tuning_settings_are_checked():
     config.train.encoder_learning_rate = 0.0
     with pytest.raises(ConfigError, match="encoder_learning_rate"):
         check_config(config)
+    config.train.encoder_learning_rate = 3e-5
+    check_config(config)  # a fine-tuned encoder may recompute its layers
+    config.model.encoder_remat = True
+    check_config(config)
+    config.model.encoder_trainable = False
+    with pytest.raises(ConfigError, match="encoder_remat=True without a fine-tuned encoder"):
+        check_config(config)
+
+
+def _training_step_matmuls(remat):
+    """MatMuls in the traced training step (nested function graphs included)
+    of the sample config with a fine-tuned 2-layer encoder, and its losses."""
+    from man_tf import tasks
+    from man_tf.config_files import load_config_file
+    from man_tf.data import loading, pipeline
+    from man_tf.training.adversarial import AdversarialModel
+
+    config = load_config_file(os.path.join(ROOT, "configs", "sample_ner.py"))
+    config.data.root = os.path.join(ROOT, config.data.root)
+    config.model.encoder, config.model.encoder_layers = "e5-small", (2,)
+    config.model.encoder_trainable, config.model.encoder_remat = True, remat
+    check_config(config)
+    tf.keras.utils.set_random_seed(1)
+    data = loading.load_data(config)
+    words, chars, tags = loading.build_vocabularies(config, data)
+    labeled, unlabeled = loading.encode_data(config, data, words, chars, tags)
+    model = tasks.build_model(config, words.size, len(chars), len(tags), len(data.sources),
+                              list(words.offsets.values()))
+    trainer = AdversarialModel(model, len(data.languages))
+    trainer.compile()
+    stream = pipeline.training_stream([labeled[l] for l in data.sources],
+                                      [unlabeled[l] for l in data.languages], 4, 1)
+    step = tf.function(trainer.train_step)
+    batch = next(iter(stream))
+    logs = step(batch)
+    graph = step.get_concrete_function(batch).graph
+    count = lambda g: sum(op.type in ("MatMul", "BatchMatMulV2") for op in g.get_operations())
+    return count(graph) + sum(count(f.graph) for f in graph._functions.values()), \
+        float(logs["task_loss"])
+
+
+def test_remat_recomputes_the_encoder_in_the_training_step():
+    """``model.encoder_remat`` must reach the encoder through the model's own
+    step (which calls the backbone's methods, not ``Layer.__call__``): the
+    step then runs each encoder layer's matmuls again in the backward pass
+    (2 layers x 6) and computes the same loss."""
+    plain, plain_loss = _training_step_matmuls(False)
+    recomputed, loss = _training_step_matmuls(True)
+    assert recomputed - plain == 2 * 6, (plain, recomputed)
+    assert loss == pytest.approx(plain_loss, rel=1e-5)

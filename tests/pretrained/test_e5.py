@@ -297,3 +297,48 @@ def test_features_are_float32_under_a_global_mixed_policy(e5):
     np.testing.assert_allclose(got, reference, atol=1e-5)
     # The bfloat16 encoder really differs (what the test would catch).
     assert np.abs(bf16 - reference).max() > 1e-3
+
+
+def test_recomputed_layers_give_the_same_gradients_and_recompute(e5):
+    """``model.encoder_remat``: a fine-tuned encoder's layers are run again in
+    the backward pass (only each layer's input is kept); the loss and every
+    trainable weight's gradient are those of the plain encoder."""
+    import tensorflow as tf
+
+    from man_tf.pretrained.word_features import TrainableWordFeatures
+
+    weights = e5[0]
+    sentences = [s.tokens[:20] for s in
+                 conll.read_conll(conll_file("deu.testa"), labeled=False)[:6]]
+    lengths = tf.constant([len(s) for s in sentences])
+    tokens = tf.ragged.constant(sentences).to_tensor(default_value="")
+    results = {}
+    for remat in (False, True):
+        layer = TrainableWordFeatures(weights, layers=(1, 2), remat=remat,
+                                      name=f"word_features_{remat}")
+        projection = tf.constant(np.random.default_rng(0).normal(
+            size=(2, weights.hidden)).astype(np.float32))
+
+        @tf.function
+        def step():
+            with tf.GradientTape() as tape:
+                features = layer(tokens, lengths, training=True)
+                loss = tf.reduce_sum(tf.square(tf.einsum("btlh,lh->bt", features, projection)))
+            return loss, tape.gradient(loss, layer.trainable_weights)
+
+        loss, grads = step()
+        graph = step.get_concrete_function().graph
+        matmuls = sum(op.type in ("MatMul", "BatchMatMulV2") for op in graph.get_operations())
+        # Gradient ops live in nested function graphs with remat: count them all.
+        for function in graph._functions.values():
+            matmuls += sum(op.type in ("MatMul", "BatchMatMulV2")
+                           for op in function.graph.get_operations())
+        results[remat] = (float(loss), [tf.convert_to_tensor(g).numpy() for g in grads],
+                          [w.path.split("/", 1)[1] for w in layer.trainable_weights], matmuls)
+    plain, recomputed = results[False], results[True]
+    assert plain[2] == recomputed[2] and len(plain[2]) > 10
+    np.testing.assert_allclose(recomputed[0], plain[0], rtol=1e-5)
+    for name, a, b in zip(plain[2], plain[1], recomputed[1]):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6 * np.abs(a).max(), err_msg=name)
+    # The recomputation is in the graph: the forward's matmuls run again.
+    assert recomputed[3] > plain[3], (recomputed[3], plain[3])
