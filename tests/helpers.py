@@ -119,3 +119,13 @@ def fit_steps(model, dataset, steps):
 def fit_batch(model, batch):
     """One ``fit`` step on ``batch``; returns its logs."""
     return fit_steps(model, tf.data.Dataset.from_tensors(batch), 1)[0]
+
+
+def matmuls(function, *args):
+    """MatMul and BatchMatMul ops in ``function``'s traced graph (a
+    ``tf.function``), those of the functions it calls (gradients and
+    ``tf.recompute_grad`` live there) included."""
+    graph_def = function.get_concrete_function(*args).graph.as_graph_def()
+    nodes = list(graph_def.node) + [node for f in graph_def.library.function
+                                    for node in f.node_def]
+    return sum(node.op in ("MatMul", "BatchMatMulV2") for node in nodes)
