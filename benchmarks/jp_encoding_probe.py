@@ -1,7 +1,7 @@
 """How well frozen e5-small states separate Japanese review sentiment, by
 how the text reaches the encoder (a diagnostic, not a MAN-MoE run).
 
-    python benchmarks/jp_encoding_probe.py [--domain=dvd] [--reviews=400]
+    python benchmarks/jp_encoding_probe.py [--domain=dvd] [--reviews=400] [--cross_lingual]
 
 man_tf's word features cut raw text with TF Text's UnicodeScriptTokenizer
 and encode every token on its own, with SentencePiece's word-start mark:
@@ -15,6 +15,10 @@ regression trained and tested in Japanese:
 - ``runs_first_piece``: man_tf's word features (each run's first piece);
 - ``runs_all_pieces``: every piece of the same input;
 - ``text_all_pieces``: the review as one string, every piece.
+
+``--cross_lingual`` also trains the regression on the domain's en, de and fr
+train reviews and tests it on the same jp reviews (the transfer setting),
+as they come and with each language's features centred on its own mean.
 
 Writes benchmarks/results/jp_encoding_probe.json and .md.
 """
@@ -30,6 +34,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import common  # noqa: E402
 
+SOURCES = ("en", "de", "fr")
+
 
 def logistic_regression(X, y, l2=1e-2, steps=500, learning_rate=0.5):
     w, b = np.zeros(X.shape[1]), 0.0
@@ -44,6 +50,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--domain", default="dvd", choices=["books", "dvd", "music"])
     parser.add_argument("--reviews", type=int, default=400)
+    parser.add_argument("--cross_lingual", action="store_true",
+                        help="also train on --reviews train reviews of each of en/de/fr "
+                             "(the domain's) and test on the same jp test reviews")
     args = parser.parse_args()
     import tensorflow as tf
 
@@ -91,27 +100,51 @@ def main():
             out += [words[row, :len(t), 0].numpy().mean(0) for row, t in enumerate(chunk)]
         return np.stack(out)
 
-    splits = {"train": sample("train"), "test": sample("test")}
-    tokens = {s: [list(t)[:256] for t in loading.tokenize_texts([d.text for d in docs])]
-              for s, docs in splits.items()}
-    labels = {s: np.array([d.label for d in docs], float) for s, docs in splits.items()}
+    docs = {"train": sample("train"), "test": sample("test")}  # jp
+    source_rng = np.random.default_rng(1)
+    for lang in SOURCES:
+        all_docs = reviews.read_reviews(os.path.join(os.path.dirname(os.path.dirname(folder)),
+                                                     lang, args.domain, "train.review"))
+        docs[lang] = [all_docs[i] for i in
+                      source_rng.choice(len(all_docs), args.reviews, replace=False)]
+    tokens = {s: [list(t)[:256] for t in loading.tokenize_texts([d.text for d in ds])]
+              for s, ds in docs.items()}
+    labels = {s: np.array([d.label for d in ds], float) for s, ds in docs.items()}
     ways = {
         "runs_first_piece": lambda s: first_piece_means(tokens[s]),
         "runs_all_pieces": lambda s: mean_states([run_pieces(t) for t in tokens[s]]),
-        "text_all_pieces": lambda s: mean_states([text_pieces(d.text) for d in splits[s]]),
+        "text_all_pieces": lambda s: mean_states([text_pieces(d.text) for d in docs[s]]),
     }
+
+    def accuracy(X_train, y_train, X_test, y_test, mean, std):
+        w, b = logistic_regression((X_train - mean) / std, y_train)
+        predicted = ((X_test - mean) / std) @ w + b > 0
+        return round(100 * float(np.mean(predicted == (y_test > 0.5))), 2)
+
     results = {}
     for name, pooled in ways.items():
         start = time.perf_counter()
-        X = {s: pooled(s) for s in splits}
-        mean, std = X["train"].mean(0), X["train"].std(0) + 1e-6
-        w, b = logistic_regression((X["train"] - mean) / std, labels["train"])
-        predicted = ((X["test"] - mean) / std) @ w + b > 0
-        results[name] = {"test_acc": round(100 * float(np.mean(predicted == (labels["test"] > 0.5))), 2),
-                         "seconds": round(time.perf_counter() - start, 1)}
+        sets = ["train", "test"] + (list(SOURCES) if args.cross_lingual and
+                                    name != "runs_all_pieces" else [])
+        X = {s: pooled(s) for s in sets}
+        results[name] = {"test_acc": accuracy(X["train"], labels["train"], X["test"],
+                                              labels["test"], X["train"].mean(0),
+                                              X["train"].std(0) + 1e-6)}
+        if len(sets) > 2:
+            Xs = np.concatenate([X[l] for l in SOURCES])
+            ys = np.concatenate([labels[l] for l in SOURCES])
+            results[name]["cross_lingual_test_acc"] = accuracy(
+                Xs, ys, X["test"], labels["test"], Xs.mean(0), Xs.std(0) + 1e-6)
+            # Each language centred on its own mean (jp: its train reviews'
+            # text, labels unread, as MAN-MoE's unlabeled data).
+            centred = np.concatenate([X[l] - X[l].mean(0) for l in SOURCES])
+            results[name]["cross_lingual_centred_test_acc"] = accuracy(
+                centred, ys, X["test"] - X["train"].mean(0), labels["test"], 0.0,
+                centred.std(0) + 1e-6)
+        results[name]["seconds"] = round(time.perf_counter() - start, 1)
         if name != "runs_first_piece":
             inputs = ([run_pieces(t) for t in tokens["test"]] if name.startswith("runs")
-                      else [text_pieces(d.text) for d in splits["test"]])
+                      else [text_pieces(d.text) for d in docs["test"]])
             results[name]["mean_pieces"] = round(float(np.mean([len(x) - 2 for x in inputs])), 1)
         print(name, results[name], flush=True)
     data = {"command": "python benchmarks/jp_encoding_probe.py " + " ".join(sys.argv[1:]),
@@ -123,12 +156,20 @@ def main():
              f"`{data['command']}` on {data['machine']}, {data['date']} (commit "
              f"{data['commit']}). {args.reviews} seeded train and {args.reviews} test reviews; "
              "layer 7, mean-pooled, logistic regression trained and tested in Japanese.", "",
-             "| input | test accuracy (%) | pieces per review |", "|---|---|---|"]
+             "| input | jp -> jp test accuracy (%) | en+de+fr -> jp | en+de+fr -> jp, each "
+             "language centred | pieces per jp review |", "|---|---|---|---|---|"]
+    cell = lambda r, key: f"{r[key]:.2f}" if key in r else ""
     for name, r in results.items():
-        lines.append(f"| {name} | {r['test_acc']:.2f} | {r.get('mean_pieces', '')} |")
+        lines.append(f"| {name} | {r['test_acc']:.2f} | {cell(r, 'cross_lingual_test_acc')} | "
+                     f"{cell(r, 'cross_lingual_centred_test_acc')} | "
+                     f"{r.get('mean_pieces', '')} |")
     lines += ["", "runs_*: UnicodeScriptTokenizer tokens, each encoded with its own word-start "
               "mark (man_tf's encoder input; runs_first_piece is the word feature MAN-MoE "
-              "reads); text_all_pieces: the review as one string."]
+              "reads); text_all_pieces: the review as one string (every language). "
+              "en+de+fr -> jp: trained on the domain's en, de and fr train reviews "
+              f"({args.reviews} each, seeded), tested on the same jp test reviews; centred: "
+              "each language's features minus its own mean (jp: the mean over its train "
+              "reviews, labels unread)."]
     with open(os.path.join(common.RESULTS, "jp_encoding_probe.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
 
