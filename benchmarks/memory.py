@@ -122,12 +122,9 @@ def main():
         parser.error(f"--cases: unknown {unknown}; expected some of {sorted(CASES)}")
     path = os.path.join(common.RESULTS, "memory.json")
     old = json.load(open(path, encoding="utf-8")) if os.path.exists(path) else {}
-    # Older files hold the run's conditions once, for every case.
-    results = {}
-    for name, r in old.get("cases", {}).items():
-        if name in CASES and name not in names:
-            results[name] = {key: old[key] for key in ("command", "machine", "date", "commit",
-                                                       "note") if key in old} | r
+    # Rows not rerun are kept as they are (each holds its own command, machine, date).
+    results = {name: r for name, r in old.get("cases", {}).items()
+               if name in CASES and name not in names}
     command = "python benchmarks/memory.py " + " ".join(sys.argv[1:])
     for name in names:
         kind, data_overrides, inputs, model_overrides = CASES[name]
