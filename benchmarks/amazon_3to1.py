@@ -45,16 +45,26 @@ def table(data, title="# Webis-CLS-10 cross-lingual sentiment, 3 sources -> 1 ta
              "| domain | target | MAN-MoE dev | MAN-MoE test | concat_bilstm dev | "
              "concat_bilstm test | MAN-MoE minus concat_bilstm, test |",
              "|---|---|---|---|---|---|---|"]
-    gaps, marked = [], False
+    gaps, marked, word_by_word, before = [], False, False, []
     # Encoder cells run before the features were computed in float32 (their
-    # entries have no features_dtype) are marked.
-    mark = (lambda r: "" if r.get("features_dtype") else "¶") if encoder else (lambda r: "")
+    # entries have no features_dtype) are marked ¶; those run before
+    # Japanese reviews were read as one text (no jp_input), §.
+    def mark(r):
+        if not encoder:
+            return ""
+        return ("" if r.get("features_dtype") else "¶") + ("" if r.get("jp_input") else "§")
     for domain, targets in sorted(data["results"].items()):
         for target, r in sorted(targets.items()):
             base = data["baselines"].get("concat_bilstm", {}).get(domain, {}).get(target)
             if base:
                 gaps.append(r["test_acc"] - base["test_acc"])
-            marked |= bool(mark(r)) or bool(base and mark(base))
+            marked |= "¶" in mark(r) or bool(base and "¶" in mark(base))
+            word_by_word |= "§" in mark(r) or bool(base and "§" in mark(base))
+            for name, cell in (("MAN-MoE", r), ("concat_bilstm", base or {})):
+                if cell.get("jp_word_by_word"):
+                    old = cell["jp_word_by_word"]
+                    before.append(f"{name} {domain}-{target}: dev {old['dev_acc']:.2f}, "
+                                  f"test {old['test_acc']:.2f}")
             lines.append(f"| {domain} | {target} | {r['dev_acc']:.2f}{mark(r)} | "
                          f"{r['test_acc']:.2f}{mark(r)} | "
                          + (f"{base['dev_acc']:.2f}{mark(base)} | {base['test_acc']:.2f}"
@@ -63,6 +73,14 @@ def table(data, title="# Webis-CLS-10 cross-lingual sentiment, 3 sources -> 1 ta
         lines += ["", "¶ encoder features computed in bfloat16 (feature caches before commit "
                   "26030ff: the training's mixed_bfloat16 policy reached the encoder; ~1% off "
                   "the float32 features that caches hold now); unmarked cells: float32."]
+    if word_by_word:
+        lines += ["", "§ run before `model.encoder_joined_languages`: the Japanese reviews "
+                  "(target or source) reached the encoder word by word, each "
+                  "UnicodeScriptTokenizer run cut into pieces on its own; unmarked cells read "
+                  "each Japanese review as one text (the default since)."]
+    if before:
+        lines += ["", "The same cells with Japanese read word by word (before): "
+                  + "; ".join(before) + "."]
     tests = [r["test_acc"] for targets in data["results"].values() for r in targets.values()]
     if encoder and tests:
         lines += ["", f"MAN-MoE mean test accuracy over {len(tests)} of 9 cells: "
@@ -238,6 +256,8 @@ def main():
                          "wall_time_s": wall}
                 if args.section == "encoder":
                     entry["features_dtype"] = "float32"  # since commit 26030ff
+                    # model.encoder_joined_languages' default reads jp as one text.
+                    entry["jp_input"] = "one text"
 
                 def update(data, variant=variant, domain=domain, target=target, entry=entry):
                     store = data["results"] if variant == "man_moe" else \
@@ -245,6 +265,11 @@ def main():
                     previous = store.get(domain, {}).get(target, {})
                     if entry["wall_time_s"] is None:
                         entry["wall_time_s"] = previous.get("wall_time_s")
+                    if previous and "jp_input" in entry and "jp_input" not in previous:
+                        entry["jp_word_by_word"] = {k: previous[k] for k in ("dev_acc",
+                                                                            "test_acc")}
+                    elif previous.get("jp_word_by_word"):
+                        entry["jp_word_by_word"] = previous["jp_word_by_word"]
                     store.setdefault(domain, {})[target] = entry
 
                 merge(update)

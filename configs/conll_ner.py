@@ -89,6 +89,12 @@ def get_config(inputs="words"):
     # With encoder_trainable: recompute each encoder layer in the backward
     # pass instead of keeping its activations (less memory, more compute).
     model.encoder_remat = False
+    # Languages written without spaces between words (their data's "words"
+    # are script runs): the encoder reads each of their sentences as one
+    # text, and a word's feature is the state of the piece holding its first
+    # character, instead of each word cut into pieces on its own. Language
+    # codes as data.languages names them (Webis-CLS-10: "jp").
+    model.encoder_joined_languages = ("ja", "jp", "zh", "th")
     model.word_dim = 300                 # the authors' emb_size
     model.fix_embeddings = True          # pretrained vectors stay frozen (fix_emb)
     model.use_char_cnn = True

@@ -257,7 +257,7 @@ def encode_data(config, data, words, chars, tags, features=None):
         unlabeled_text[lang], lang, ids[lang], words, chars, None, config.data.max_chars,
         max_length, features=features(
             [conll.Sentence(s.tokens[:max_length], None, s.source) for s in unlabeled_text[lang]],
-            f"{lang} unlabeled") if features else None, keep_tokens=is_trainable(config))
+            lang, f"{lang} unlabeled") if features else None, keep_tokens=is_trainable(config))
         for lang in data.languages}
     for name, corpora in (("labeled", labeled), ("unlabeled", unlabeled)):
         for lang, corpus in corpora.items():
@@ -274,7 +274,7 @@ def encode_split(config, sentences, language, language_id, words, chars, tags,
     values = None
     if features:
         cut = [conll.Sentence(s.tokens[:max_length], None, s.source) for s in sentences]
-        values = features(cut, f"{language} {len(sentences)} sentences")
+        values = features(cut, language, f"{language} {len(sentences)} sentences")
     keep = is_trainable(config)  # a fine-tuned encoder reads the tokens in the step
     if is_classification(config):
         return pipeline.encode(sentences, language, language_id, words, chars, None,

@@ -56,6 +56,10 @@ class TextEncoder:
         # TrainableWordFeatures (fine-tuned: the model reads the tokens).
         self.features = features
         self.model_tokens = isinstance(features, TrainableWordFeatures)
+        # Which trained languages' sentences the encoder reads as one text
+        # (model.encoder_joined_languages), by language id; None if none.
+        joined = [lang in getattr(features, "joined_languages", ()) for lang in self.languages]
+        self.joined = tf.constant(joined) if any(joined) and not self.model_tokens else None
         if tokenizer == "unicode_script":
             self._split = tf_text.UnicodeScriptTokenizer().tokenize
         elif tokenizer == "conll":
@@ -114,7 +118,8 @@ class TextEncoder:
             out["tokens"] = tokens.to_tensor(default_value="", shape=[batch, time])
         elif self.features is not None:
             # Rounded to float16 as training read them from its cache.
-            features = tf.cast(tf.cast(self.features(tokens), tf.float16), tf.float32)
+            joined = None if self.joined is None else tf.gather(self.joined, language_ids)
+            features = tf.cast(tf.cast(self.features(tokens, joined), tf.float16), tf.float32)
             out["encoder_features"] = tf.pad(
                 features, [[0, 0], [0, time - tf.shape(features)[1]], [0, 0], [0, 0]])
         return out

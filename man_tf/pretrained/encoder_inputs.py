@@ -64,9 +64,15 @@ def serving_word_features(config, dtype="float32"):
 
     weights, layers = _e5_weights_and_layers(config)
     features = WordFeatures(weights, layers, quantized_embeddings=not hasattr(weights, "identity"),
-                            dtype=dtype)
+                            dtype=dtype, joined_languages=joined_languages(config))
     features.weights_description = describe_weights(weights)  # strings, for the metadata
     return features
+
+
+def joined_languages(config):
+    """``model.encoder_joined_languages`` as a tuple (languages whose
+    sentences the encoder reads as one text)."""
+    return tuple(config.model.get("encoder_joined_languages", ()))
 
 
 def is_trainable(config):
@@ -93,11 +99,12 @@ def trainable_word_features(config):
 
 def encoder_features(config, workdir):
     """``None`` without ``model.encoder`` or with a fine-tuned one (the
-    model computes its features from the tokens); else ``fn(sentences, name)`` ->
-    float16 ``[tokens, layers, dim]``: the frozen encoder's word features of
-    the sentences' tokens (the caller cuts them as it encodes them), from the
-    cache in ``data.feature_cache`` (default ``<workdir>/features``),
-    computed once."""
+    model computes its features from the tokens); else ``fn(sentences,
+    language, label)`` -> float16 ``[tokens, layers, dim]``: the frozen
+    encoder's word features of the sentences' tokens (the caller cuts them
+    as it encodes them; sentences of ``model.encoder_joined_languages`` read
+    as one text), from the cache in ``data.feature_cache`` (default
+    ``<workdir>/features``), computed once."""
     name = config.model.get("encoder", "")
     if not name or is_trainable(config):
         return None
@@ -110,10 +117,12 @@ def encoder_features(config, workdir):
     directory = config.data.get("feature_cache") or os.path.join(workdir, "features")
     extractor = []  # built on the first cache miss (loading takes seconds)
 
-    def features(sentences, label):
+    def features(sentences, language, label=None):
         tokens = [list(s.tokens) for s in sentences]
         digest = feature_cache.sentences_digest(tokens)
-        keys = {layer: feature_cache.cache_key(identity, proto, layer, digest, FEATURES_DTYPE)
+        joined = language in joined_languages(config)
+        keys = {layer: feature_cache.cache_key(identity, proto, layer, digest, FEATURES_DTYPE,
+                                               joined)
                 for layer in layers}
 
         def compute(missing):
@@ -122,7 +131,9 @@ def encoder_features(config, workdir):
             # them by ~1% (benchmarks/results/serving.md).
             if not extractor or extractor[0].layers != tuple(missing):
                 extractor[:] = [WordFeatures(weights, missing, dtype=FEATURES_DTYPE)]
-            return feature_cache.extract(extractor[0], tokens, name=f"{label} encoder features")
+            return feature_cache.extract(extractor[0], tokens, joined=joined,
+                                         name=f"{label or language} encoder features"
+                                              + (" (as one text)" if joined else ""))
 
         return feature_cache.cached_features(directory, keys, compute)
 

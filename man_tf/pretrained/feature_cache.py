@@ -3,8 +3,9 @@
 A frozen encoder's features depend only on the sentence, so training reads
 them from a cache instead of running the transformer every step. The cache
 holds one ``.npy`` file of float16 ``[words, hidden]`` per (weights,
-tokenizer, layer, sentences, compute dtype) combination, named by a SHA-256
-over all five (features are computed in float32 whatever the training
+tokenizer, layer, sentences, compute dtype, and whether the sentences were
+read as one text: ``model.encoder_joined_languages``) combination, named by
+a SHA-256 over all of them (features are computed in float32 whatever the training
 precision, as the serving graph computes them; caches written before the
 dtype was part of the key held features computed in the training's
 mixed_bfloat16 and are not read),
@@ -31,16 +32,20 @@ def sentences_digest(sentences):
     return digest.digest()
 
 
-def cache_key(weights_sha256, tokenizer_proto, layer, sentences_sha256, compute_dtype="float32"):
+def cache_key(weights_sha256, tokenizer_proto, layer, sentences_sha256, compute_dtype="float32",
+              joined=False):
     """SHA-256 naming one layer's cache file: the weights file, the
-    tokenizer, the layer, the sentences (:func:`sentences_digest`) and the
-    dtype the encoder computed in."""
+    tokenizer, the layer, the sentences (:func:`sentences_digest`), the
+    dtype the encoder computed in, and ``joined`` (each sentence read as one
+    text; word-by-word keys are those of caches written before the option)."""
     digest = hashlib.sha256()
     digest.update(weights_sha256.encode())
     digest.update(hashlib.sha256(tokenizer_proto).digest())
     digest.update(f"layer {int(layer)}".encode())
     digest.update(sentences_sha256)
     digest.update(f"compute {compute_dtype}".encode())
+    if joined:
+        digest.update(b"joined text")
     return digest.hexdigest()
 
 
@@ -57,9 +62,10 @@ def _batches(order, cost, budget):
         i = j
 
 
-def extract(features, sentences, batch_pieces=1024, log_every_s=10.0, name="features"):
+def extract(features, sentences, batch_pieces=1024, log_every_s=10.0, name="features",
+            joined=False):
     """Runs ``features`` (a :class:`WordFeatures`) over ``sentences`` (token
-    lists) in batches of sentences with similar piece counts (about
+    lists; ``joined``: each read as one text) in batches of sentences with similar piece counts (about
     ``batch_pieces`` pieces with padding); returns float16
     ``[total words, layers, hidden]`` in sentence order, and logs a progress
     line with the rate and ETA every ``log_every_s`` seconds."""
@@ -74,18 +80,18 @@ def extract(features, sentences, batch_pieces=1024, log_every_s=10.0, name="feat
     # Piece counts first (tokenizing is cheap next to the encoder), so that a
     # batch pads to its own longest sentence in pieces, not in words.
     pieces = np.zeros(len(sentences), np.int64)
+    marks = lambda n: tf.fill([n], True) if joined else None
     for at in range(0, len(sentences), 4096):
         chunk = sentences[at:at + 4096]
-        per_word = features.pieces(ragged(chunk)).row_lengths().numpy()
-        owner = np.repeat(np.arange(len(chunk)), lengths[at:at + len(chunk)])
-        pieces[at:at + len(chunk)] = np.bincount(owner, per_word, len(chunk))
+        cut, _ = features.sentence_pieces(ragged(chunk), marks(len(chunk)))
+        pieces[at:at + len(chunk)] = cut.row_lengths().numpy()
     cost = np.minimum(pieces, features.window) + 2
     order = np.argsort(pieces, kind="stable")
-    run = features.compiled
     start = last_log = time.time()
     done_words = done_pieces = 0
     for batch in _batches(order, cost, batch_pieces):
-        values = run(ragged([sentences[j] for j in batch])).numpy()
+        values = features.compiled(ragged([sentences[j] for j in batch]),
+                                   marks(len(batch))).numpy()
         for row, j in enumerate(batch):
             n = int(lengths[j])
             out[offsets[j]:offsets[j] + n] = values[row, :n]
