@@ -164,9 +164,9 @@ def test_resume_with_encoder_features_ends_like_an_uninterrupted_run(trained, tm
 
 
 CLASSIFY = CLEAN_PROCESS_PREAMBLE + r"""
-model_dir, texts = sys.argv[1], json.loads(sys.argv[2])
+model_dir, texts, languages = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
 out = tf.saved_model.load(model_dir).signatures["serving_default"](
-    text=tf.constant(texts), language=tf.constant(["fr"] * len(texts)))
+    text=tf.constant(texts), language=tf.constant(languages))
 assert not [m for m in sys.modules if m.startswith("man_tf")]
 print(json.dumps({"labels": [x.decode() for x in out["label"].numpy()],
                   "probabilities": out["probabilities"].numpy().tolist(),
@@ -194,21 +194,30 @@ def test_classifier_with_encoder_input_trains_exports_and_serves(tmp_path):
     train_in_process(config, workdir)
     path = export(workdir, str(tmp_path / "saved_models" / "cls"))
 
-    documents = read_reviews(os.path.join(config.data.root, "fr", "music", "test.review"))[:12]
     trained = workdirs.load_trained(workdir)
-    sentences = [conll.Sentence(t or ("",), None, d.source, d.label) for t, d in
-                 zip(loading.tokenize_texts([d.text for d in documents]), documents)]
-    corpus = loading.encode_split(config, sentences, "fr", trained.languages.index("fr"),
-                                  trained.words, trained.chars, trained.tags,
-                                  config.data.max_length,
-                                  encoder_inputs.encoder_features(trained.config, workdir))
-    assert corpus.features is not None and corpus.features.shape[1:] == (1, 384)
-    predicted = inference.predict_corpus(inference.make_predict_fn(trained.model),
-                                         pipeline.evaluation_batches(corpus, 16), len(corpus))
-    expected = [trained.tags.tags[int(i)] for i in predicted.ids]
+    # French reviews word by word; Japanese ones (a source here) read as one
+    # text (model.encoder_joined_languages): rows of one served batch.
+    assert "jp" in trained.config.model.encoder_joined_languages
+    documents, languages, expected, gates = [], [], [], []
+    for language, count in (("fr", 12), ("jp", 8)):
+        docs = read_reviews(os.path.join(config.data.root, language, "music",
+                                         "test.review"))[:count]
+        sentences = [conll.Sentence(t or ("",), None, d.source, d.label) for t, d in
+                     zip(loading.tokenize_texts([d.text for d in docs]), docs)]
+        corpus = loading.encode_split(config, sentences, language,
+                                      trained.languages.index(language), trained.words,
+                                      trained.chars, trained.tags, config.data.max_length,
+                                      encoder_inputs.encoder_features(trained.config, workdir))
+        assert corpus.features is not None and corpus.features.shape[1:] == (1, 384)
+        predicted = inference.predict_corpus(inference.make_predict_fn(trained.model),
+                                             pipeline.evaluation_batches(corpus, 16), len(corpus))
+        documents += docs
+        languages += [language] * count
+        expected += [trained.tags.tags[int(i)] for i in predicted.ids]
+        gates += [np.ravel(g) for g in predicted.gates]
     done = subprocess.run([sys.executable, "-c", CLASSIFY, path,
-                           json.dumps([d.text for d in documents])], capture_output=True,
-                          text=True, cwd="/", env=ENV, timeout=600)
+                           json.dumps([d.text for d in documents]), json.dumps(languages)],
+                          capture_output=True, text=True, cwd="/", env=ENV, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     served = json.loads(done.stdout.strip().splitlines()[-1])
     assert served["labels"] == expected
@@ -217,8 +226,16 @@ def test_classifier_with_encoder_input_trains_exports_and_serves(tmp_path):
     np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
     # C's gate, a continuous function of the features through the whole
     # network: served (features computed in the graph) = in memory (cache).
-    np.testing.assert_allclose(np.array(served["expert_weights"]),
-                               np.stack([np.ravel(g) for g in predicted.gates]), atol=2e-3)
+    np.testing.assert_allclose(np.array(served["expert_weights"]), np.stack(gates), atol=2e-3)
+    # Reading a text whole adds one TF Text op (TF Serving links TF Text's
+    # ops); the classifier cuts raw text with TF Text's UnicodeScriptTokenizer.
+    done = subprocess.run([sys.executable, "-c", OPS_PROCESS, path], capture_output=True,
+                          text=True, env=ENV, cwd="/", timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    unknown, text_ops, _ = [eval(line) for line in done.stdout.strip().splitlines()[-3:]]
+    assert unknown == [] and "SentencepieceTokenizeWithOffsetsOp" in text_ops
+    assert all(op.startswith("Sentencepiece") or op == "UnicodeScriptTokenizeWithOffsets"
+               for op in text_ops), text_ops
 
 
 def test_encoder_config_sections_set_the_encoder_input_and_nothing_else():

@@ -225,6 +225,75 @@ def test_long_sentences_get_a_feature_for_every_word_through_windows(e5, word_fe
         np.testing.assert_allclose(got[i], states[8, 0, first - start + 1], atol=1e-4)
 
 
+def japanese_review_words(count=4, words=60):
+    """UnicodeScriptTokenizer tokens of real Webis-CLS-10 jp reviews, as
+    classification training cuts them (script runs: no spaces in Japanese)."""
+    from man_tf.data import loading
+
+    path = os.path.join(SHARED_DATA, "webis-cls-10", "jp", "dvd", "test.review")
+    texts = [d.text for d in reviews.read_reviews(path)[:count]]
+    return [list(t)[:words] for t in loading.tokenize_texts(texts)]
+
+
+def _unspaced_reference(char):
+    """Written without spaces around it, by Unicode character names (the
+    graph decides by ICU script codes and code point ranges)."""
+    import unicodedata
+
+    name = unicodedata.name(char, "")
+    return name.startswith(("CJK", "HIRAGANA", "KATAKANA", "IDEOGRAPHIC", "THAI", "LAO",
+                            "KHMER", "MYANMAR", "TIBETAN", "FULLWIDTH", "HALFWIDTH")) or \
+        0x3000 <= ord(char) <= 0x30FF
+
+
+def test_joined_sentences_read_the_text_as_a_whole(e5, word_features):
+    """Japanese "words" (script runs) are joined into the review's text, cut
+    into pieces as a whole, and each word gets the state of the piece that
+    holds its first character: against the Python tokenizer on the text and
+    one encoder call, on real jp reviews; other rows of the batch stay word
+    by word."""
+    import tensorflow as tf
+
+    weights, encoder, reference = e5
+    mixed = ["この", "DVD", "は", "good", "movie", "。", "★", "5"]
+    text, starts = word_features.joined_text(tf.ragged.constant([mixed]))
+    # Spaces only between words written with spaces: Latin words keep theirs.
+    assert text.numpy()[0].decode() == "このDVDはgood movie。★ 5"
+    assert starts.numpy().tolist() == [0, 6, 9, 12, 17, 22, 25, 29]
+    sentences = japanese_review_words() + [mixed]
+    german = list(conll.read_conll(conll_file("deu.testa"), labeled=False)[3].tokens)
+    batch = tf.ragged.constant(sentences + [german], row_splits_dtype=tf.int64)
+    joined = tf.constant([True] * len(sentences) + [False])
+    got = word_features.compiled(batch, joined).numpy()
+    normal = {chr(k): "".join(chr(c) for c in v) for k, v in weights.normalizer.items()}
+    differs = 0
+    for row, sentence in enumerate(sentences):
+        words = ["".join(normal.get(c, c) for c in w) for w in sentence]
+        text, word_starts = "", []
+        for i, word in enumerate(words):
+            if i and text and word and not _unspaced_reference(text[-1]) and \
+                    not _unspaced_reference(word[0]):
+                text += " "
+            word_starts.append(len(text))
+            text += word
+        ids = reference.encode(text)
+        # Piece spans in the text (the first piece's ▁ is the added prefix).
+        spans, at = [], -1
+        for i in ids:
+            spans.append(at)
+            at += len(weights.pieces[i]) if i != weights.unk_id else 1
+        holding = [max(j for j, s in enumerate(spans) if s <= start) for start in word_starts]
+        full = [weights.bos_id] + ids + [weights.eos_id]
+        states = encoder(np.array([full]), np.ones((1, len(full)), np.float32)).numpy()
+        expected = states[[0, 7, 8]][:, 0, [h + 1 for h in holding]].transpose(1, 0, 2)
+        np.testing.assert_allclose(got[row, :len(sentence)], expected, atol=1e-4)
+        alone = word_features.compiled(tf.ragged.constant([sentence], row_splits_dtype=tf.int64))
+        differs += np.abs(alone.numpy()[0, :len(sentence)] - expected).max() > 0.1
+    assert differs == len(sentences)  # word by word really reads another text
+    expected = reference_word_states(e5, german, (0, 7, 8), word_features.meta_id)
+    np.testing.assert_allclose(got[-1, :len(german)], expected, atol=1e-4)
+
+
 def test_cached_features_equal_features_computed_in_the_graph(e5, word_features, tmp_path):
     import tensorflow as tf
 
@@ -244,6 +313,8 @@ def test_cached_features_equal_features_computed_in_the_graph(e5, word_features,
     assert keys[7] != feature_cache.cache_key(e5_file.WEIGHTS_SHA256, proto + b"x", 7, digest)
     assert keys[7] != feature_cache.cache_key(e5_file.WEIGHTS_SHA256, proto, 7, digest,
                                               "bfloat16")
+    assert keys[7] != feature_cache.cache_key(e5_file.WEIGHTS_SHA256, proto, 7, digest,
+                                              joined=True)
     calls = []
 
     def compute(missing):
@@ -272,6 +343,17 @@ def test_cached_features_equal_features_computed_in_the_graph(e5, word_features,
                                    direct[row, :len(sentence)], rtol=2e-3, atol=2e-3)
         at += len(sentence)
     assert at == len(again)
+    # Sentences read as one text: extraction (batched by their pieces as a
+    # whole text) equals the graph on them.
+    japanese = japanese_review_words(count=6, words=40)
+    extracted = feature_cache.extract(word_features, japanese, batch_pieces=200, joined=True)
+    marks = tf.fill([len(japanese)], True)
+    direct = word_features.compiled(tf.ragged.constant(japanese, row_splits_dtype=tf.int64),
+                                    marks).numpy()
+    assert len(extracted) == sum(map(len, japanese))
+    np.testing.assert_allclose(extracted.astype(np.float32),
+                               np.concatenate([direct[i, :len(s)] for i, s in
+                                               enumerate(japanese)]), rtol=2e-3, atol=2e-3)
 
 
 def test_features_are_float32_under_a_global_mixed_policy(e5):
