@@ -97,14 +97,6 @@ def check_config(config):
     if isinstance(joined, str) or not all(isinstance(lang, str) for lang in joined):
         raise ConfigError(f"model.encoder_joined_languages={joined!r}: expected a tuple of "
                           f"language codes, e.g. '(\"jp\",)'")
-    if config.model.get("encoder", "") and config.model.get("encoder_trainable", False):
-        read_joined = sorted(set(joined) & set(config.data.languages.keys()))
-        if read_joined:
-            raise ConfigError(
-                f"model.encoder_trainable=True with {read_joined} in "
-                f"model.encoder_joined_languages: a fine-tuned encoder reads every sentence "
-                f"word by word; pass --config.model.encoder_joined_languages='()' (or keep "
-                f"the encoder frozen)")
     if config.model.get("encoder_remat", False) and not (
             config.model.get("encoder", "") and config.model.get("encoder_trainable", False)):
         raise ConfigError("model.encoder_remat=True without a fine-tuned encoder: only "

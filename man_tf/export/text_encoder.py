@@ -116,6 +116,7 @@ class TextEncoder:
                "lengths": lengths}
         if self.model_tokens:
             out["tokens"] = tokens.to_tensor(default_value="", shape=[batch, time])
+            out["language"] = tf.cast(language_ids, tf.int32)  # rows read as one text
         elif self.features is not None:
             # Rounded to float16 as training read them from its cache.
             joined = None if self.joined is None else tf.gather(self.joined, language_ids)

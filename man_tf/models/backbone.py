@@ -121,7 +121,7 @@ class Backbone(keras.layers.Layer):
             features = inputs.get("encoder_features")
             if features is None:  # a fine-tuned encoder: computed here
                 features = self.word_features(inputs["tokens"], inputs["lengths"],
-                                              training=training)
+                                              inputs.get("language"), training=training)
             parts.append(self.encoder_mix(features))
         if self.use_char_cnn:
             parts.append(self.char_cnn(inputs["chars"], mask, training=training))

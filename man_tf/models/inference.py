@@ -38,7 +38,7 @@ def predict_corpus(predict_fn, batches, size):
     ids, gates, private = [None] * size, [None] * size, [None] * size
     for batch in batches:
         out = predict_fn({k: batch[k] for k in ("words", "chars", "lengths", "encoder_features",
-                                                     "tokens")
+                                                     "tokens", "language")
                           if k in batch})
         out_ids, out_gate = out["ids"].numpy(), out["gate"].numpy()
         out_private = out["private_gate"].numpy() if "private_gate" in out else None

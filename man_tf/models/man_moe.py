@@ -50,6 +50,8 @@ def _concat_batches(a, b):
         ta, tb = (tf.pad(x["tokens"], [[0, 0], [0, time - tf.shape(x["tokens"])[1]]])
                   for x in (a, b))
         out["tokens"] = tf.concat([ta, tb], 0)
+    if "language" in a and "language" in b:  # which rows a fine-tuned encoder reads whole
+        out["language"] = tf.concat([a["language"], b["language"]], 0)
     return out
 
 
@@ -194,6 +196,7 @@ class ManMoeModel(keras.Model):
         b = self.backbone
         if b.trainable_encoder is not None:
             dummy["tokens"] = tf.fill([1, 5], "a")
+            dummy["language"] = tf.zeros([1], tf.int32)
         elif b.encoder_dim:
             dummy["encoder_features"] = tf.zeros([1, 5, b.encoder_layers, b.encoder_dim],
                                                  tf.float16)

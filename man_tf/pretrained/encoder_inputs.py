@@ -86,9 +86,14 @@ def trainable_word_features(config):
     initialised from ``model.encoder``'s weights."""
     from man_tf.pretrained.word_features import TrainableWordFeatures
 
+    from man_tf.settings import resolve_languages
+
     weights, layers = _e5_weights_and_layers(config)
+    sources, target = resolve_languages(config)  # language ids: sources, then the target
     layer = TrainableWordFeatures(weights, layers, name="word_features",
-                                  remat=bool(config.model.get("encoder_remat", False)))
+                                  remat=bool(config.model.get("encoder_remat", False)),
+                                  joined=[lang in joined_languages(config)
+                                          for lang in [*sources, target]])
     # For an export's metadata, without reading the weights file again.
     described = describe_weights(weights)
     layer.weights_description = {

@@ -228,11 +228,14 @@ class TrainableWordFeatures(keras.layers.Layer):
     whose SHA-256 is checked when it is read, or a keras-hub preset's, kept
     in float32 and frozen as well). ``remat``: recompute each encoder layer
     in the backward pass instead of keeping its activations
-    (``model.encoder_remat``)."""
+    (``model.encoder_remat``). ``joined``: by language id, whether that
+    language's sentences are read as one text (``model.encoder_joined_languages``);
+    calls then take the batch's ``language`` ids."""
 
-    def __init__(self, weights, layers=(7,), remat=False, **kwargs):
+    def __init__(self, weights, layers=(7,), remat=False, joined=(), **kwargs):
         super().__init__(**kwargs)
         self.layers = tuple(int(layer) for layer in layers)
+        self.joined = tf.constant(tuple(bool(j) for j in joined)) if any(joined) else None
         # The bundled file's table in Q4_0 as the file holds it; a keras-hub
         # preset's (which has an ``identity``) in float32, frozen too.
         quantized = not hasattr(weights, "identity")
@@ -256,9 +259,15 @@ class TrainableWordFeatures(keras.layers.Layer):
             return [self.encoder.word_embedding_nibbles, self.encoder.word_embedding_scales]
         return [self.encoder.word_embeddings]
 
-    def call(self, tokens, lengths):
+    def call(self, tokens, lengths, language=None):
         words = tf.RaggedTensor.from_tensor(tokens, lengths=tf.cast(lengths, tf.int64),
                                             row_splits_dtype=tf.int64)
-        features = self.features(words)
+        marks = None
+        if self.joined is not None:
+            if language is None:
+                raise ValueError("this encoder reads some languages as one text: call it with "
+                                 "the batch's language ids")
+            marks = tf.gather(self.joined, language)
+        features = self.features(words, marks)
         time = tf.shape(tokens)[1]
         return tf.pad(features, [[0, 0], [0, time - tf.shape(features)[1]], [0, 0], [0, 0]])

@@ -174,10 +174,12 @@ print(json.dumps({"labels": [x.decode() for x in out["label"].numpy()],
 """
 
 
-def test_classifier_with_encoder_input_trains_exports_and_serves(tmp_path):
+@pytest.mark.parametrize("fine_tuned", [False, True], ids=["frozen", "fine_tuned"])
+def test_classifier_with_encoder_input_trains_exports_and_serves(tmp_path, fine_tuned):
     """The encoder input for the other task: reviews in, the encoder's features
     of their (UnicodeScript) tokens, a label out of the served graph equal to
-    the in-memory model's on features from the training cache."""
+    the in-memory model's on features from the training cache (frozen) or
+    computed by the model (fine-tuned: the language ids reach its encoder)."""
     from man_tf.export.from_workdir import export
     from man_tf.training.train import train as train_in_process
     from man_tf.data import loading, pipeline
@@ -189,7 +191,8 @@ def test_classifier_with_encoder_input_trains_exports_and_serves(tmp_path):
 
     config = small_classifier_config(tmp_path, steps=8, eval_every=4)
     config.model.encoder, config.model.use_words = "e5-small", False
-    config.model.encoder_layers = (6,)
+    config.model.encoder_layers = (2,) if fine_tuned else (6,)
+    config.model.encoder_trainable = fine_tuned
     workdir = str(tmp_path / "run")
     train_in_process(config, workdir)
     path = export(workdir, str(tmp_path / "saved_models" / "cls"))
@@ -208,7 +211,10 @@ def test_classifier_with_encoder_input_trains_exports_and_serves(tmp_path):
                                       trained.languages.index(language), trained.words,
                                       trained.chars, trained.tags, config.data.max_length,
                                       encoder_inputs.encoder_features(trained.config, workdir))
-        assert corpus.features is not None and corpus.features.shape[1:] == (1, 384)
+        if fine_tuned:
+            assert corpus.features is None and corpus.tokens is not None
+        else:
+            assert corpus.features is not None and corpus.features.shape[1:] == (1, 384)
         predicted = inference.predict_corpus(inference.make_predict_fn(trained.model),
                                              pipeline.evaluation_batches(corpus, 16), len(corpus))
         documents += docs

@@ -420,3 +420,28 @@ def test_recomputed_layers_give_the_same_gradients_and_recompute(e5):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6 * np.abs(a).max(), err_msg=name)
     # The recomputation is in the graph: the forward's matmuls run again.
     assert recomputed[3] > plain[3], (recomputed[3], plain[3])
+
+
+def test_a_fine_tuned_encoder_reads_the_joined_languages_rows_as_one_text(e5):
+    """``TrainableWordFeatures`` with ``joined`` by language id: the rows of
+    a joined language equal the frozen graph's joined features, the others
+    its word-by-word ones; without language ids it refuses."""
+    import tensorflow as tf
+
+    from man_tf.pretrained.word_features import TrainableWordFeatures, WordFeatures
+
+    weights = e5[0]
+    sentences = japanese_review_words(count=2, words=30) + \
+        [list(conll.read_conll(conll_file("deu.testa"), labeled=False)[3].tokens)]
+    lengths = tf.constant([len(s) for s in sentences])
+    tokens = tf.ragged.constant(sentences).to_tensor(default_value="")
+    layer = TrainableWordFeatures(weights, layers=(2,), joined=(False, True),
+                                  name="word_features_joined")
+    got = layer(tokens, lengths, tf.constant([1, 1, 0])).numpy()
+    frozen = WordFeatures(weights, layers=(2,))
+    words = tf.ragged.constant(sentences, row_splits_dtype=tf.int64)
+    expected = frozen.compiled(words, tf.constant([True, True, False])).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert np.abs(got[0] - frozen.compiled(words).numpy()[0]).max() > 0.1
+    with pytest.raises(ValueError, match="language ids"):
+        layer(tokens, lengths)
