@@ -94,9 +94,11 @@ def check_config(config):
         raise ConfigError("model.encoder_trainable=True without model.encoder: there is no "
                           "encoder to fine-tune; set --config.model.encoder=e5-small")
     joined = config.model.get("encoder_joined_languages", ())
-    if isinstance(joined, str) or not all(isinstance(lang, str) for lang in joined):
-        raise ConfigError(f"model.encoder_joined_languages={joined!r}: expected a tuple of "
-                          f"language codes, e.g. '(\"jp\",)'")
+    codes = isinstance(joined, (tuple, list)) and all(
+        isinstance(lang, str) and lang and not set(", ") & set(lang) for lang in joined)
+    if not codes:
+        raise ConfigError(f"model.encoder_joined_languages={tuple(joined)!r}: expected a tuple "
+                          f"of language codes, e.g. '(\"jp\", \"zh\")'")
     if config.model.get("encoder_remat", False) and not (
             config.model.get("encoder", "") and config.model.get("encoder_trainable", False)):
         raise ConfigError("model.encoder_remat=True without a fine-tuned encoder: only "
