@@ -2,6 +2,7 @@
 how the text reaches the encoder (a diagnostic, not a MAN-MoE run).
 
     python benchmarks/jp_encoding_probe.py [--domain=dvd] [--reviews=400] [--cross_lingual]
+        [--ways=runs_first_piece,runs_all_pieces,text_all_pieces,joined_first_piece]
 
 man_tf's word features cut raw text with TF Text's UnicodeScriptTokenizer
 and encode every token on its own, with SentencePiece's word-start mark:
@@ -14,7 +15,13 @@ regression trained and tested in Japanese:
 
 - ``runs_first_piece``: man_tf's word features (each run's first piece);
 - ``runs_all_pieces``: every piece of the same input;
-- ``text_all_pieces``: the review as one string, every piece.
+- ``text_all_pieces``: the review as one string, every piece;
+- ``joined_first_piece``: man_tf's word features with Japanese read as one
+  text (``model.encoder_joined_languages``, the default since): each run's
+  feature is the state of the piece holding its first character (en, de,
+  fr word by word, as training reads them).
+
+``--ways`` reruns some inputs and keeps the others' stored rows.
 
 ``--cross_lingual`` also trains the regression on the domain's en, de and fr
 train reviews and tests it on the same jp reviews (the transfer setting),
@@ -35,6 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import common  # noqa: E402
 
 SOURCES = ("en", "de", "fr")
+WAYS = ("runs_first_piece", "runs_all_pieces", "text_all_pieces", "joined_first_piece")
 
 
 def logistic_regression(X, y, l2=1e-2, steps=500, learning_rate=0.5):
@@ -53,6 +61,9 @@ def main():
     parser.add_argument("--cross_lingual", action="store_true",
                         help="also train on --reviews train reviews of each of en/de/fr "
                              "(the domain's) and test on the same jp test reviews")
+    parser.add_argument("--ways", default=",".join(WAYS),
+                        help="inputs to (re)run, comma-separated; stored rows of the others "
+                             "(same domain and size) are kept")
     args = parser.parse_args()
     import tensorflow as tf
 
@@ -92,11 +103,12 @@ def main():
             out += [states[row, 1:len(x) - 1].numpy().mean(0) for row, x in enumerate(chunk)]
         return np.stack(out)
 
-    def first_piece_means(token_lists):
+    def first_piece_means(token_lists, joined=False):
         out = []
         for i in range(0, len(token_lists), 16):
             chunk = token_lists[i:i + 16]
-            words = features.compiled(tf.ragged.constant(chunk, row_splits_dtype=tf.int64))
+            words = features.compiled(tf.ragged.constant(chunk, row_splits_dtype=tf.int64),
+                                      tf.fill([len(chunk)], True) if joined else None)
             out += [words[row, :len(t), 0].numpy().mean(0) for row, t in enumerate(chunk)]
         return np.stack(out)
 
@@ -114,14 +126,25 @@ def main():
         "runs_first_piece": lambda s: first_piece_means(tokens[s]),
         "runs_all_pieces": lambda s: mean_states([run_pieces(t) for t in tokens[s]]),
         "text_all_pieces": lambda s: mean_states([text_pieces(d.text) for d in docs[s]]),
+        "joined_first_piece": lambda s: first_piece_means(tokens[s], s in ("train", "test")),
     }
+    ways = {name: ways[name] for name in args.ways.split(",")}
 
     def accuracy(X_train, y_train, X_test, y_test, mean, std):
         w, b = logistic_regression((X_train - mean) / std, y_train)
         predicted = ((X_test - mean) / std) @ w + b > 0
         return round(100 * float(np.mean(predicted == (y_test > 0.5))), 2)
 
+    stored_path = os.path.join(common.RESULTS, "jp_encoding_probe.json")
     results = {}
+    if os.path.exists(stored_path):
+        with open(stored_path, encoding="utf-8") as f:
+            stored = json.load(f)
+        if (stored.get("domain"), stored.get("reviews")) == (args.domain, args.reviews):
+            results = {name: dict(r, command=r.get("command", stored["command"]),
+                                  date=r.get("date", stored["date"]))
+                       for name, r in stored["results"].items() if name in WAYS}
+    command = "python benchmarks/jp_encoding_probe.py " + " ".join(sys.argv[1:])
     for name, pooled in ways.items():
         start = time.perf_counter()
         sets = ["train", "test"] + (list(SOURCES) if args.cross_lingual and
@@ -142,19 +165,22 @@ def main():
                 centred, ys, X["test"] - X["train"].mean(0), labels["test"], 0.0,
                 centred.std(0) + 1e-6)
         results[name]["seconds"] = round(time.perf_counter() - start, 1)
-        if name != "runs_first_piece":
+        results[name].update(command=command, date=common.today())
+        if not name.endswith("first_piece"):
             inputs = ([run_pieces(t) for t in tokens["test"]] if name.startswith("runs")
                       else [text_pieces(d.text) for d in docs["test"]])
             results[name]["mean_pieces"] = round(float(np.mean([len(x) - 2 for x in inputs])), 1)
         print(name, results[name], flush=True)
-    data = {"command": "python benchmarks/jp_encoding_probe.py " + " ".join(sys.argv[1:]),
-            "machine": common.machine(), "date": common.today(), "commit": common.git_commit(),
-            "domain": args.domain, "reviews": args.reviews, "results": results}
+    results = {name: results[name] for name in WAYS if name in results}
+    data = {"command": command, "machine": common.machine(), "date": common.today(),
+            "commit": common.git_commit(), "domain": args.domain, "reviews": args.reviews,
+            "results": results}
     common.save("jp_encoding_probe.json", data)
     lines = [f"# Japanese review sentiment from frozen e5-small states, by how text reaches "
              f"the encoder (jp/{args.domain})", "",
-             f"`{data['command']}` on {data['machine']}, {data['date']} (commit "
-             f"{data['commit']}). {args.reviews} seeded train and {args.reviews} test reviews; "
+             f"Last run: `{data['command']}` on {data['machine']}, {data['date']} (commit "
+             f"{data['commit']}); each row's own command and date are in the JSON. "
+             f"{args.reviews} seeded train and {args.reviews} test reviews; "
              "layer 7, mean-pooled, logistic regression trained and tested in Japanese.", "",
              "| input | jp -> jp test accuracy (%) | en+de+fr -> jp | en+de+fr -> jp, each "
              "language centred | pieces per jp review |", "|---|---|---|---|---|"]
@@ -165,7 +191,10 @@ def main():
                      f"{r.get('mean_pieces', '')} |")
     lines += ["", "runs_*: UnicodeScriptTokenizer tokens, each encoded with its own word-start "
               "mark (man_tf's encoder input; runs_first_piece is the word feature MAN-MoE "
-              "reads); text_all_pieces: the review as one string (every language). "
+              "read before model.encoder_joined_languages); text_all_pieces: the review as "
+              "one string (every language); joined_first_piece: each jp run's feature is the "
+              "state of the piece holding its first character in the review read as one "
+              "text (what MAN-MoE reads now; en/de/fr word by word). "
               "en+de+fr -> jp: trained on the domain's en, de and fr train reviews "
               f"({args.reviews} each, seeded), tested on the same jp test reviews; centred: "
               "each language's features minus its own mean (jp: the mean over its train "
