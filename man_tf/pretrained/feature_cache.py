@@ -65,8 +65,8 @@ def _batches(order, cost, budget):
 def extract(features, sentences, batch_pieces=1024, log_every_s=10.0, name="features",
             joined=False):
     """Runs ``features`` (a :class:`WordFeatures`) over ``sentences`` (token
-    lists; ``joined``: each read as one text) in batches of sentences with similar piece counts (about
-    ``batch_pieces`` pieces with padding); returns float16
+    lists; ``joined``: each read as one text) in batches of sentences with
+    similar piece counts (about ``batch_pieces`` pieces with padding); returns float16
     ``[total words, layers, hidden]`` in sentence order, and logs a progress
     line with the rate and ETA every ``log_every_s`` seconds."""
     import tensorflow as tf
