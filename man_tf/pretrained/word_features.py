@@ -134,10 +134,12 @@ class WordFeatures(tf.Module):
         without spaces (:data:`UNSPACED_SCRIPTS`), or a word is empty."""
         normalized = self.normalize(words.flat_values)
         codepoints = tf.strings.unicode_decode(normalized, "UTF-8")
+        # An empty word (e.g. only control characters) reads the -1 appended.
         flat = tf.concat([codepoints.flat_values, [-1]], 0)
         count = codepoints.row_lengths()
-        first_char = tf.where(count > 0, tf.gather(flat, codepoints.row_starts()), -1)
-        last_char = tf.where(count > 0, tf.gather(flat, codepoints.row_limits() - 1), -1)
+        none = tf.cast(tf.size(flat) - 1, tf.int64)
+        first_char = tf.gather(flat, tf.where(count > 0, codepoints.row_starts(), none))
+        last_char = tf.gather(flat, tf.where(count > 0, codepoints.row_limits() - 1, none))
         opens = tf.equal(tf.range(tf.size(normalized, out_type=tf.int64)),
                          tf.gather(words.row_starts(), words.value_rowids()))
         previous_last = tf.concat([[-1], last_char[:-1]], 0)
