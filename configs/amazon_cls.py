@@ -4,7 +4,7 @@
         --config.target=de --workdir=workdirs/books-de
 
 ``:encoder`` (recommended): the frozen multilingual encoder's word features
-as input (books, 1,000 iterations: test 85.05 de / 84.20 fr / 64.65 jp,
+as input (books, 1,000 iterations: test 85.05 de / 84.20 fr / 80.15 jp,
 benchmarks/results/amazon_3to1.md); without it, word vectors (below).
 
 For one domain: labeled sources = en plus the two other languages of
