@@ -97,7 +97,7 @@ def check_config(config):
     codes = isinstance(joined, (tuple, list)) and all(
         isinstance(lang, str) and lang and not set(", ") & set(lang) for lang in joined)
     if not codes:
-        raise ConfigError(f"model.encoder_joined_languages={tuple(joined)!r}: expected a tuple "
+        raise ConfigError(f"model.encoder_joined_languages={joined!r}: expected a tuple "
                           f"of language codes, e.g. '(\"jp\", \"zh\")'")
     if config.model.get("encoder_remat", False) and not (
             config.model.get("encoder", "") and config.model.get("encoder_trainable", False)):

@@ -50,7 +50,7 @@ def _concat_batches(a, b):
         ta, tb = (tf.pad(x["tokens"], [[0, 0], [0, time - tf.shape(x["tokens"])[1]]])
                   for x in (a, b))
         out["tokens"] = tf.concat([ta, tb], 0)
-    if "language" in a and "language" in b:  # which rows a fine-tuned encoder reads whole
+        # A fine-tuned encoder reads some languages' rows as one text.
         out["language"] = tf.concat([a["language"], b["language"]], 0)
     return out
 

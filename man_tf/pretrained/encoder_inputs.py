@@ -85,7 +85,6 @@ def trainable_word_features(config):
     """The fine-tuned encoder as a model layer (``model.encoder_trainable``),
     initialised from ``model.encoder``'s weights."""
     from man_tf.pretrained.word_features import TrainableWordFeatures
-
     from man_tf.settings import resolve_languages
 
     weights, layers = _e5_weights_and_layers(config)
