@@ -143,6 +143,10 @@ def get_config(inputs="words"):
     # the encoder, 68.30 vs 67.55 (benchmarks/results/conll_3to1.md, variant
     # lr_1e-3).
     train.learning_rate = 2e-3
+    # How the step sizes (learning_rate, encoder_learning_rate; not D's) move
+    # over train.steps: "constant" (the authors'), or decayed to 0 at the last
+    # step, "linear" or "cosine".
+    train.lr_schedule = "constant"
     train.d_learning_rate = 1e-3
     # Adam's step size for the encoder's layers when model.encoder_trainable
     # (a fine-tuning rate: the main rate would wreck the pretrained weights).

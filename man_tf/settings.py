@@ -59,6 +59,10 @@ def resolve_data_root(config, config_file, typed=False):
 TASK_NAMES = ("tagging", "classification")  # man_tf.tasks.TASKS, by name
 
 
+# train.lr_schedule: how the step sizes move over the run (optimizers.step_size).
+LR_SCHEDULES = ("constant", "linear", "cosine")
+
+
 def check_config(config):
     """Settings no run can work with, as one line each (before any file is
     read or written)."""
@@ -77,6 +81,9 @@ def check_config(config):
     for name in ("learning_rate", "d_learning_rate", "encoder_learning_rate"):
         if not train.get(name, 1.0) > 0:
             raise ConfigError(f"train.{name}={train[name]}: expected a positive number")
+    if train.get("lr_schedule", "constant") not in LR_SCHEDULES:
+        raise ConfigError(f"train.lr_schedule={train.lr_schedule!r}: expected one of "
+                          f"{', '.join(LR_SCHEDULES)}")
     if train.discriminator_steps < 0 or train.lambd < 0:
         raise ConfigError(f"train.discriminator_steps={train.discriminator_steps}, "
                           f"train.lambd={train.lambd}: expected values >= 0")

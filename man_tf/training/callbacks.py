@@ -59,8 +59,10 @@ class StepCounter(keras.callbacks.Callback):
 
 class ProgressLog(keras.callbacks.Callback):
     """Every ``every`` steps: a progress line with rate and ETA, the step's
-    metrics (means since the last line) as TensorBoard scalars and in the
-    metrics history; then resets the model's trackers."""
+    metrics (means since the last line) and ``extra_scalars`` (name -> a
+    value, or a function read at that step, e.g. the step size) as
+    TensorBoard scalars and in the metrics history; then resets the model's
+    trackers."""
 
     def __init__(self, state, total, every, writer=None, history=None, extra_scalars=None,
                  last_score=lambda: None, metric="f1"):
@@ -85,11 +87,12 @@ class ProgressLog(keras.callbacks.Callback):
         rate = (step - self._tick_step) / (now - self._tick) if step > self._tick_step \
             else float("nan")
         self._tick, self._tick_step = now, step
+        extra = {k: float(v() if callable(v) else v) for k, v in self.extra_scalars.items()}
         with self.writer.as_default(step=step):
-            for k, v in {**values, **self.extra_scalars}.items():
+            for k, v in {**values, **extra}.items():
                 tf.summary.scalar(k, v)
             tf.summary.scalar("steps_per_second", rate)
-        self.history.add("train", step, **values, steps_per_second=rate)
+        self.history.add("train", step, **values, **extra, steps_per_second=rate)
         if rate == rate and rate > 0:
             eta = int(round((self.total - step) / rate))
             eta_text = f"{eta // 3600}h{eta % 3600 // 60:02d}m" if eta >= 3600 else \

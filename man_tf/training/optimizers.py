@@ -7,10 +7,15 @@ and value each step. Here sparse gradients update only their rows ("lazy"
 Adam, as in TF Addons' LazyAdam, which is not usable with Keras 3): rows a
 batch does not touch keep their moments instead of decaying them. Dense
 gradients get exactly Keras' Adam update.
+
+:func:`step_size` gives the step size over a run: constant (the authors'),
+or decayed to zero by the last step (linear or cosine).
 """
 
 import keras
 import tensorflow as tf
+
+from man_tf.settings import LR_SCHEDULES
 
 
 class LazyAdam(keras.optimizers.Adam):
@@ -39,3 +44,27 @@ class LazyAdam(keras.optimizers.Adam):
         self.assign(v, tf.IndexedSlices(v_rows, rows))
         self.assign_sub(variable, tf.IndexedSlices(
             alpha * m_rows / (tf.sqrt(v_rows) + self.epsilon), rows))
+
+
+
+def step_size(base, schedule, steps):
+    """Adam's step size for a run of ``steps`` updates: ``base`` throughout
+    ("constant"), or from ``base`` down to 0 at step ``steps``, linearly
+    ("linear") or along half a cosine ("cosine"); a Keras schedule, read at
+    the optimizer's own update count (checkpointed with it, so a resumed run
+    continues the curve)."""
+    if schedule == "constant":
+        return base
+    if schedule == "linear":
+        return keras.optimizers.schedules.PolynomialDecay(base, steps, end_learning_rate=0.0)
+    if schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(base, steps, alpha=0.0)
+    raise ValueError(f"schedule {schedule!r}: expected one of {LR_SCHEDULES}")
+
+
+def applied_step_size(rate, optimizer):
+    """The step size ``rate`` (what :func:`step_size` gave ``optimizer``)
+    applied in the optimizer's latest update, as a float."""
+    if callable(rate):
+        rate = rate(tf.maximum(optimizer.iterations - 1, 0))
+    return float(rate)

@@ -39,7 +39,7 @@ def train(config, workdir, callbacks=()):
     from man_tf.training import callbacks as loop, checkpoints, strategy as strategies
     from man_tf.training import workdir as workdirs
     from man_tf.training.adversarial import AdversarialModel, distribute_stream
-    from man_tf.training.optimizers import LazyAdam
+    from man_tf.training.optimizers import LazyAdam, applied_step_size, step_size
 
     settings.check_config(config)
     strategies.configure_cpu_devices(config.train.num_cpu_devices)
@@ -112,12 +112,15 @@ def train(config, workdir, callbacks=()):
                                  config.train.discriminator_steps, config.train.gate_loss_weight,
                                  config.train.predictor_gate_loss_weight)
         coverage = building.load_pretrained_embeddings(config, man_moe, words, pretrained)
-        model.compile(optimizer=LazyAdam(config.train.learning_rate, name="main_adam"),
+        schedule = config.train.get("lr_schedule", "constant")
+        main_rate = step_size(config.train.learning_rate, schedule, config.train.steps)
+        model.compile(optimizer=LazyAdam(main_rate, name="main_adam"),
                       d_optimizer=tf.keras.optimizers.Adam(config.train.d_learning_rate,
                                                            name="discriminator_adam"),
                       jit_compile=config.train.jit_compile,
                       encoder_optimizer=tf.keras.optimizers.Adam(
-                          config.train.get("encoder_learning_rate", 3e-5), name="encoder_adam"))
+                          step_size(config.train.get("encoder_learning_rate", 3e-5), schedule,
+                                    config.train.steps), name="encoder_adam"))
         # Every worker takes part in each save (a collective); only the
         # chief's copy is kept. All restore the chief's latest checkpoint.
         state = checkpoints.TrainingState(write_dir, man_moe, model.optimizer,
@@ -169,7 +172,7 @@ def train(config, workdir, callbacks=()):
     steps = [
         loop.StepCounter(state, workdir),
         loop.ProgressLog(state, total, config.train.log_every, writer("train"), history,
-                         {"learning_rate": config.train.learning_rate},
+                         {"learning_rate": lambda: applied_step_size(main_rate, model.optimizer)},
                          lambda: dev.last_score, metric),
         dev,
         loop.TrainingCheckpoint(state, total, config.train.checkpoint_every, restored),

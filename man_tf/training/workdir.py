@@ -62,7 +62,7 @@ RENAMED = {"model.use_tag_moe": "model.use_predictor_moe",
 # Fields added since, with the value that older runs behaved as.
 ADDED = {"model.encoder_weights": "", "model.encoder_trainable": False,
          "train.encoder_learning_rate": 3e-5, "model.encoder_remat": False,
-         "model.encoder_joined_languages": ()}
+         "model.encoder_joined_languages": (), "train.lr_schedule": "constant"}
 
 
 def upgrade(stored):

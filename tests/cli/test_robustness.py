@@ -18,10 +18,11 @@ from tests.helpers import ROOT
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 # Default precision (auto: mixed_bfloat16 on a CPU with bf16) and default
-# (non-deterministic) op settings: what a user runs.
+# (non-deterministic) op settings: what a user runs. A decaying step size, so
+# that a resumed run matches only if it continues the curve where it was.
 SMALL = ["--config=configs/sample_ner.py", "--config.train.steps=60",
          "--config.train.eval_every=10", "--config.train.checkpoint_every=10",
-         "--config.train.log_every=5"]
+         "--config.train.log_every=5", "--config.train.lr_schedule=linear"]
 
 
 def train_command(workdir, *extra):
@@ -81,7 +82,10 @@ def test_sigkill_then_rerun_ends_like_an_uninterrupted_run(uninterrupted, tmp_pa
     with open(os.path.join(uninterrupted, "metrics.jsonl"), encoding="utf-8") as f:
         straight_log = [json.loads(line) for line in f]
     last = {(r["kind"], r["step"], r.get("language")): r for r in resumed_log}
-    for row in straight_log:  # the losses of every logged step after the restart
+    rates = {r["step"]: r["learning_rate"] for r in straight_log if r["kind"] == "train"}
+    assert rates[5] == pytest.approx(2e-3 * (1 - 4 / 60), rel=1e-6)
+    assert rates[60] == pytest.approx(2e-3 / 60, rel=1e-6)  # the last update's
+    for row in straight_log:  # losses and step size of every logged step after the restart
         again = last[(row["kind"], row["step"], row.get("language"))]
         for key, value in row.items():
             if key != "steps_per_second":

@@ -47,6 +47,8 @@ def test_help_shows_the_commands_own_flags(name, flag):
     (["--config.model.encoder=e5-small", "--config.model.encoder_layers=(7,7)"],
      "model.encoder_layers=(7, 7): expected layers in [0, 12] (0: the piece embeddings), "
      "each once"),
+    (["--config.train.lr_schedule=exponential"],
+     "train.lr_schedule='exponential': expected one of constant, linear, cosine"),
     (["--config.model.encoder_joined_languages=jp,zh"],
      "model.encoder_joined_languages=('jp,zh',): expected a tuple of language codes, "
      "e.g. '(\"jp\", \"zh\")'"),

@@ -6,7 +6,7 @@ import tensorflow as tf
 from man_tf.data import conll, pipeline
 from man_tf.data.vocab import CharVocabulary, TagVocabulary, WordVocabulary
 from man_tf.training import losses
-from man_tf.training.optimizers import LazyAdam
+from man_tf.training.optimizers import LazyAdam, applied_step_size, step_size
 from man_tf.training.adversarial import AdversarialModel, distribute_stream
 from tests.conftest import conll_file
 from tests.helpers import (NO_DROPOUT, adversarial, first_batch, fit_batch, fit_steps,
@@ -238,6 +238,27 @@ def test_lazy_adam_leaves_untouched_rows_alone():
                                             tf.constant([4, 2])), var)])
     np.testing.assert_array_equal(var.numpy()[[0, 1, 3]], 1.0)
     assert (var.numpy()[2] < 1.0).all()
+
+
+@pytest.mark.parametrize("schedule, middle", [("constant", 2e-3), ("linear", 1e-3),
+                                               ("cosine", 1e-3)])
+def test_step_size_schedules_decay_to_zero_by_the_last_step(schedule, middle):
+    rate = step_size(2e-3, schedule, 100)
+    var = tf.Variable(tf.ones([2]))
+    optimizer = LazyAdam(rate)
+    optimizer.build([var])
+    applied = []
+    for _ in range(101):
+        optimizer.apply_gradients([(tf.ones([2]), var)])
+        applied.append(applied_step_size(rate, optimizer))  # update 1..101's rate
+    assert applied[0] == pytest.approx(2e-3)
+    assert applied[50] == pytest.approx(middle, rel=1e-5)
+    assert applied[100] == pytest.approx(2e-3 if schedule == "constant" else 0.0, abs=1e-12)
+    if schedule != "constant":  # never rising; cosine above the line before the middle
+        assert all(a >= b for a, b in zip(applied, applied[1:]))
+        assert (applied[25] > 1.6e-3) == (schedule == "cosine")  # line: 1.5e-3
+    with pytest.raises(ValueError, match="expected one of"):
+        step_size(2e-3, "step", 100)
 
 
 def test_per_token_mlp_discriminator_trains(data):
