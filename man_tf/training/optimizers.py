@@ -46,7 +46,6 @@ class LazyAdam(keras.optimizers.Adam):
             alpha * m_rows / (tf.sqrt(v_rows) + self.epsilon), rows))
 
 
-
 def step_size(base, schedule, steps):
     """Adam's step size for a run of ``steps`` updates: ``base`` throughout
     ("constant"), or from ``base`` down to 0 at step ``steps``, linearly
