@@ -49,4 +49,8 @@ def get_config(inputs="words"):
     config.train.log_every = 25
     config.train.eval_every = 100
     config.train.checkpoint_every = 100
+    # 400 small steps over 32 sentences per language: with the step size
+    # decayed to 0 (NER's default) this demo stops short of learning the
+    # sample (de dev F1 28.57 / test 21.43 against 42.42 / 46.67 constant).
+    config.train.lr_schedule = "constant"
     return config
