@@ -244,13 +244,20 @@ def test_lazy_adam_leaves_untouched_rows_alone():
                                                ("cosine", 1e-3)])
 def test_step_size_schedules_decay_to_zero_by_the_last_step(schedule, middle):
     rate = step_size(2e-3, schedule, 100)
-    var = tf.Variable(tf.ones([2]))
+    dense, sparse = tf.Variable(tf.zeros([2])), tf.Variable(tf.zeros([3, 2]))
     optimizer = LazyAdam(rate)
-    optimizer.build([var])
+    optimizer.build([dense, sparse])
     applied = []
     for _ in range(101):
-        optimizer.apply_gradients([(tf.ones([2]), var)])
+        before = dense.numpy().copy(), sparse.numpy().copy()
+        optimizer.apply_gradients([(tf.ones([2]), dense), (tf.IndexedSlices(
+            tf.ones([1, 2]), tf.constant([1]), tf.constant([3, 2])), sparse)])
         applied.append(applied_step_size(rate, optimizer))  # update 1..101's rate
+        # A constant gradient makes Adam's step exactly the step size, on the
+        # dense and the row-sparse path alike: the schedule is what is applied.
+        np.testing.assert_allclose(before[0] - dense.numpy(), applied[-1], rtol=1e-3, atol=2e-8)
+        np.testing.assert_allclose(before[1][1] - sparse.numpy()[1], applied[-1], rtol=1e-3,
+                                   atol=2e-8)
     assert applied[0] == pytest.approx(2e-3)
     assert applied[50] == pytest.approx(middle, rel=1e-5)
     assert applied[100] == pytest.approx(2e-3 if schedule == "constant" else 0.0, abs=1e-12)
