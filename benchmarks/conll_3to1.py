@@ -165,7 +165,7 @@ VARIANT_NOTES = {
     "gate_1.0": "Both gate-loss weights 1.0 (`--config.train.gate_loss_weight=1.0 "
                 "--config.train.predictor_gate_loss_weight=1.0`), de only, 1,000 "
                 "iterations: dev F1 71.66 against 71.90 with 0.01 (test 63.74 vs 64.18); "
-                "C's gate on the target stays near uniform even so (en 0.29, es 0.37, nl "
+                "C's gate on the target stays spread over the sources (en 0.29, es 0.37, nl "
                 "0.34); stopped after de (es and nl not run).",
     "cased_words": "Words kept cased (`--config.data.lowercase_words=False`); the default "
                    "lowercases them, as the authors' vocabularies are.",
