@@ -153,8 +153,8 @@ VARIANT_NOTES = {
                   "1.04 points of mean test F1, 0.62 of mean dev F1 (behind on every target). "
                   "Without the adversary (no_adversary, λ = 0) mean test 67.82, dev 71.45: "
                   "0.32 / 0.25 ahead of MAN-MoE (ahead on de and es, behind on nl), still "
-                  "behind concat_bilstm. One run per cell (seed 1); cells move by up to 1.5 "
-                  "points between seeds.",
+                  "behind concat_bilstm. One run per cell (seed 1); a second seed "
+                  "(steps_2000_seed2) moved concat_bilstm de by 3.4 test points.",
     "gate_0.1": "Both gate-loss weights 0.1 instead of the authors' 0.01 "
                 "(`--config.train.gate_loss_weight=0.1 "
                 "--config.train.predictor_gate_loss_weight=0.1`), 1,000 iterations: mean dev "
