@@ -136,8 +136,8 @@ VARIANT_NOTES = {
                    "MAN-MoE: 68.04, 67.63, 72.53, 68.07 at steps 250-1,000) and best "
                    "checkpoints fell at step 500-1,000; decayed linearly to 0, the six runs "
                    "compared all picked their last checkpoint. Mean target dev F1, constant "
-                   "against linear: MAN-MoE 68.62 vs 69.26 (test 64.11 vs 65.14), concat_bilstm 69.45 vs "
-                   "70.06 (test 65.13 vs 66.21).",
+                   "against linear: MAN-MoE 68.62 vs 69.26 (test 64.11 vs 65.14), "
+                   "concat_bilstm 69.45 vs 70.06 (test 65.13 vs 66.21).",
     "seed2": "A second run of MAN-MoE and concat_bilstm under the current defaults "
              "(`--config.seed=2`: other initial weights, batches and dropout). Mean test F1 "
              "MAN-MoE 65.28 (seed 1: 65.14), concat_bilstm 65.41 (66.21); mean dev F1 69.12 "
