@@ -66,7 +66,7 @@ LR_SCHEDULES = ("constant", "linear", "cosine")
 def check_config(config):
     """Settings no run can work with, as one line each (before any file is
     read or written)."""
-    task = config.get("task", "tagging")
+    task = config.task
     if task not in TASK_NAMES:
         raise ConfigError(f"task={task!r}: expected one of {list(TASK_NAMES)}")
     train = config.train
@@ -79,41 +79,41 @@ def check_config(config):
         if value < 1:
             raise ConfigError(f"{name}={value}: expected a whole number of at least 1")
     for name in ("learning_rate", "d_learning_rate", "encoder_learning_rate"):
-        if not train.get(name, 1.0) > 0:
+        if not train[name] > 0:
             raise ConfigError(f"train.{name}={train[name]}: expected a positive number")
-    if train.get("lr_schedule", "constant") not in LR_SCHEDULES:
+    if train.lr_schedule not in LR_SCHEDULES:
         raise ConfigError(f"train.lr_schedule={train.lr_schedule!r}: expected one of "
                           f"{', '.join(LR_SCHEDULES)}")
     if train.discriminator_steps < 0 or train.lambd < 0:
         raise ConfigError(f"train.discriminator_steps={train.discriminator_steps}, "
                           f"train.lambd={train.lambd}: expected values >= 0")
-    if not config.model.get("use_words", True) and any(config.data.embeddings.values()):
+    if not config.model.use_words and any(config.data.embeddings.values()):
         raise ConfigError("data.embeddings given with model.use_words=False: the .vec files "
                           "would be unused; drop them or set --config.model.use_words=True")
-    if config.model.get("encoder", ""):
+    if config.model.encoder:
         encoder_layers(config)
-        if config.model.get("encoder_trainable", False) and \
-                config.train.get("precision", "auto") == "mixed_float16":
+        if config.model.encoder_trainable and \
+                config.train.precision == "mixed_float16":
             raise ConfigError("model.encoder_trainable=True with train.precision=mixed_float16: "
                               "a fine-tuned encoder has its own optimizer, which float16 loss "
                               "scaling does not cover; use mixed_bfloat16 or float32")
-    elif config.model.get("encoder_trainable", False):
+    elif config.model.encoder_trainable:
         raise ConfigError("model.encoder_trainable=True without model.encoder: there is no "
                           "encoder to fine-tune; set --config.model.encoder=e5-small")
-    joined = config.model.get("encoder_joined_languages", ())
+    joined = config.model.encoder_joined_languages
     codes = isinstance(joined, (tuple, list)) and all(
         isinstance(lang, str) and lang and not set(", ") & set(lang) for lang in joined)
     if not codes:
         raise ConfigError(f"model.encoder_joined_languages={joined!r}: expected a tuple "
                           f"of language codes, e.g. '(\"jp\", \"zh\")'")
-    if config.model.get("encoder_remat", False) and not (
-            config.model.get("encoder", "") and config.model.get("encoder_trainable", False)):
+    if config.model.encoder_remat and not (
+            config.model.encoder and config.model.encoder_trainable):
         raise ConfigError("model.encoder_remat=True without a fine-tuned encoder: only "
                           "model.encoder_trainable=True keeps the encoder's activations for "
                           "the backward pass; drop encoder_remat or set encoder_trainable")
-    for name in ("dropout", "word_dropout", "mlp_dropout", "discriminator_dropout",
-                 "unk_replacement"):
-        value = config.model.get(name, 0.0)
+    for name in ("dropout", "word_dropout", "mlp_dropout", "expert_dropout",
+                 "discriminator_dropout", "unk_replacement"):
+        value = config.model[name]
         if not 0.0 <= value < 1.0:
             raise ConfigError(f"model.{name}={value}: expected a rate in [0, 1)")
 
@@ -121,7 +121,7 @@ def check_config(config):
 def encoder_layers(config):
     """``model.encoder_layers`` as a tuple, after checking ``model.encoder``
     and that each layer exists in it, once."""
-    encoder = config.model.get("encoder", "")
+    encoder = config.model.encoder
     if encoder not in ENCODERS:
         raise ConfigError(f"model.encoder={encoder!r}: expected '' or one of {sorted(ENCODERS)}")
     layers = tuple(int(layer) for layer in config.model.encoder_layers)
@@ -138,9 +138,9 @@ def data_path(config, lang, split):
     spec = config.data.languages[lang]
     if split not in spec or not spec[split]:
         return None
-    return spec[split].format(root=config.data.root, domain=config.get("domain", ""))
+    return spec[split].format(root=config.data.root, domain=config.domain)
 
 
 def is_classification(config):
     """Whether ``config.task`` is classification (else tagging)."""
-    return config.get("task", "tagging") == "classification"
+    return config.task == "classification"

@@ -19,13 +19,14 @@ class Task:
     metric_name = ""   # as printed
     predictions_suffix = ""
 
+    @property
+    def head_class(self):
+        """The model head of this task (:mod:`man_tf.models.head`)."""
+        raise NotImplementedError
+
     def eval_max_length(self, config):
         """Longest input at evaluation (None: whole)."""
         return None
-
-    def model(self, config, num_labels, **kwargs):
-        """The task's MAN-MoE model (``kwargs``: the shared model arguments)."""
-        raise NotImplementedError
 
     def label_vocabulary(self, labels):
         """The vocabulary of a workdir's labels (``vocab.json``'s ``tags``)."""
@@ -62,9 +63,10 @@ class Tagging(Task):
 
     name, metric, metric_name, predictions_suffix = "tagging", "f1", "F1", ".conll"
 
-    def model(self, config, num_labels, **kwargs):
-        from man_tf.models import ManMoeTagger
-        return ManMoeTagger(num_tags=num_labels, **kwargs)
+    @property
+    def head_class(self):
+        from man_tf.models import TokenHead
+        return TokenHead
 
     def label_vocabulary(self, labels):
         from man_tf.data.vocab import TagVocabulary
@@ -101,9 +103,10 @@ class Classification(Task):
         # Documents are read up to the training length, as served.
         return config.data.max_length or None
 
-    def model(self, config, num_labels, **kwargs):
-        from man_tf.models import ManMoeClassifier
-        return ManMoeClassifier(num_classes=num_labels, **kwargs)
+    @property
+    def head_class(self):
+        from man_tf.models import SentenceHead
+        return SentenceHead
 
     def score(self, examples, prediction_ids, labels):
         from man_tf.evaluation import classification
@@ -139,16 +142,15 @@ def build_model(config, num_words, num_chars, num_labels, num_sources, word_bloc
     """The config's task's MAN-MoE model (``num_labels``: tags or classes)."""
     from man_tf.models import building
     from man_tf.pretrained import encoder_inputs
-    model = task_of(config).model(config, num_labels, **building.model_arguments(
-        config, num_words, num_chars, num_sources, word_block_starts))
-    if encoder_inputs.is_trainable(config):
-        model.backbone.attach_encoder(encoder_inputs.trainable_word_features(config))
-    return model
+    word_features = (encoder_inputs.trainable_word_features(config)
+                     if encoder_inputs.is_trainable(config) else None)
+    return building.build_model(config, task_of(config), num_words, num_chars, num_labels,
+                                num_sources, word_block_starts, word_features)
 
 
 def task_of(config):
     """The task ``config.task`` names (default: tagging)."""
-    name = config.get("task", "tagging")
+    name = config.task
     if name not in TASKS:
         raise ConfigError(f"task={name!r}: expected one of {list(TASKS)}")
     return TASKS[name]

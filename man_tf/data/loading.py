@@ -112,7 +112,7 @@ def load_data(config, splits=("train", "dev", "test")):
             if path:
                 store[lang] = read(path, True)
         if (classification and lang == target and "dev" in splits and lang not in data.dev
-                and config.data.get("dev_from_train")):
+                and config.data.dev_from_train):
             # The authors' protocol: dev = reviews cut from the target's train
             # file (those reviews are never trained on with their labels).
             data.dev[lang] = _cut_dev(read(data_path(config, lang, "train"), True),
@@ -145,7 +145,7 @@ LOWERCASE_CHAR_TARGETS = ("de",)  # the authors' --lowercase_char runs
 def lowercase_chars(config):
     """``data.lowercase_chars``, or where it is None (the default) the
     authors' per-target choice: lowercase for a German NER target."""
-    value = config.data.get("lowercase_chars")
+    value = config.data.lowercase_chars
     if value is None:
         return not is_classification(config) and config.target in LOWERCASE_CHAR_TARGETS
     return bool(value)
@@ -156,7 +156,7 @@ def shared_word_table(config):
     or where it is None (the default) shared without ``.vec`` files and one
     table per language with them. A shared table cannot hold one language's
     vectors per row, so an explicit True with per-language files is refused."""
-    value = config.data.get("shared_word_table")
+    value = config.data.shared_word_table
     files = {lang: path for lang, path in config.data.embeddings.items() if path}
     if value is None:
         return not files

@@ -58,7 +58,7 @@ def export(workdir, export_base, which="best", precision="float32"):
     # A fine-tuned encoder is the model's own layer (its weights are the
     # checkpoint's), fed the tokens.
     features = (encoder_inputs.serving_word_features(config, dtype=precision)
-                or trained.model.backbone.trainable_encoder)
+                or trained.model.backbone.word_features)
     common = {"man_tf_version": man_tf.__version__, "languages": languages, "precision": precision,
               "target": trained.target, "expert_languages": trained.sources,
               "checkpoint": os.path.abspath(trained.checkpoint)}

@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 
 
+@keras.saving.register_keras_serializable(package="man_tf")
 class AttentionPooling(keras.layers.Layer):
     """``[batch, time, dim]`` + lengths ``[batch]`` -> (``[batch, dim]``, weights ``[batch, time]``)."""
 

@@ -22,6 +22,7 @@ import keras
 import tensorflow as tf
 
 
+@keras.saving.register_keras_serializable(package="man_tf")
 class BidirectionalLSTM(keras.layers.Layer):
     """One bidirectional layer: ``[batch, time, dim]`` + lengths ``[batch]``
     -> ``[batch, time, 2 * units]`` (forward ; backward), zeros at padding."""
@@ -126,6 +127,7 @@ def use_fused_inference(model):
             layer.fused_inference = True
 
 
+@keras.saving.register_keras_serializable(package="man_tf")
 class BiLSTMEncoder(keras.layers.Layer):
     """``[batch, time, dim]`` + lengths ``[batch]`` -> ``[batch, time, hidden]``.
 

@@ -36,6 +36,7 @@ class UnitNormRows(keras.initializers.Initializer):
 LENGTH_GROUPS = (8, 12)
 
 
+@keras.saving.register_keras_serializable(package="man_tf")
 class CharCNN(keras.layers.Layer):
     """chars ``[batch, time, chars]`` (0 = padding) + token mask ``[batch, time]``
     -> ``[batch, time, output_dim]`` (zeros at padded tokens).

@@ -9,6 +9,7 @@ import keras
 import tensorflow as tf
 
 
+@keras.saving.register_keras_serializable(package="man_tf")
 class MaskedConvPooling(keras.layers.Layer):
     """``[batch, time, dim]`` + lengths ``[batch]`` -> ``[batch, filters * len(kernel_sizes)]``.
 

@@ -20,6 +20,7 @@ def reverse_gradient(x, scale):
     return tf.identity(x), grad
 
 
+@keras.saving.register_keras_serializable(package="man_tf")
 class GradientReversal(keras.layers.Layer):
     """Layer form of :func:`reverse_gradient`; ``scale`` is λ's initial value.
 

@@ -22,6 +22,7 @@ import keras
 import tensorflow as tf
 
 
+@keras.saving.register_keras_serializable(package="man_tf")
 class MixtureOfExperts(keras.layers.Layer):
     """``[..., input_dim]`` -> (``[..., output_dim]``, gate logits ``[..., num_experts]``).
 

@@ -5,6 +5,7 @@ import keras
 import tensorflow as tf
 
 
+@keras.saving.register_keras_serializable(package="man_tf")
 class ScalarMix(keras.layers.Layer):
     """``[batch, time, layers, dim]`` -> ``[batch, time, dim]``:
     ``gamma * sum_j softmax(s)_j h_j`` (with one layer: ``gamma * h``)."""

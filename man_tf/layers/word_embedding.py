@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 
+@keras.saving.register_keras_serializable(package="man_tf")
 class WordEmbedding(keras.layers.Layer):
     """ids ``[batch, time]`` -> ``[batch, time, dim]``."""
 

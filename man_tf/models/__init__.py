@@ -1,7 +1,10 @@
-"""MAN-MoE models built from man_tf.layers."""
+"""MAN-MoE models built from man_tf.layers: one model class, a backbone, a
+head per task (token or sentence level) and the adversary."""
 
-from man_tf.models.classifier import ManMoeClassifier
+from man_tf.models.adversary import LanguageAdversary
+from man_tf.models.backbone import Backbone
+from man_tf.models.head import MoeHead, SentenceHead, TokenHead
 from man_tf.models.man_moe import ManMoeModel
-from man_tf.models.tagger import ManMoeTagger
 
-__all__ = ["ManMoeClassifier", "ManMoeModel", "ManMoeTagger"]
+__all__ = ["Backbone", "LanguageAdversary", "ManMoeModel", "MoeHead", "SentenceHead",
+           "TokenHead"]

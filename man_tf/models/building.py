@@ -1,44 +1,85 @@
-"""The task's model from a config, and pretrained word vectors into it."""
+"""The task's model from a config, and pretrained word vectors into it.
+
+Each ``config.model`` field is an argument of exactly one part's
+constructor, under the same name: :class:`Backbone`, the task's head
+(:class:`TokenHead` / :class:`SentenceHead`), :class:`LanguageAdversary`, or
+:class:`man_tf.pretrained.encoder_inputs.EncoderSettings` (the encoder
+features). :func:`route_fields` hands them out by the constructors'
+signatures, so a setting is written once, in ``configs/``; the other
+arguments (sizes of the data and of other parts, ``train.lambd``) are
+passed here.
+"""
+
+import dataclasses
+import inspect
 
 import numpy as np
 from absl import logging
 
 from man_tf.data.errors import DataError
-from man_tf.pretrained.encoder_inputs import ENCODER_DIMS
+from man_tf.models.adversary import LanguageAdversary
+from man_tf.models.backbone import Backbone
+from man_tf.models.man_moe import ManMoeModel
+from man_tf.pretrained.encoder_inputs import ENCODER_DIMS, EncoderSettings
+from man_tf.settings import ConfigError
 
 
-# config.model fields that are model constructor arguments of the same name.
-SAME_NAMES = (
-    "word_dim", "use_char_cnn", "char_embedding_dim", "char_filters", "char_kernel_sizes",
-    "char_output_dim", "char_embedding_trainable", "shared_hidden", "private_hidden",
-    "lstm_layers", "use_private", "expert_hidden", "private_moe_layers", "use_predictor_moe",
-    "predictor_layers", "dropout", "word_dropout", "mlp_dropout", "discriminator",
-    "discriminator_filters", "discriminator_kernel_sizes", "discriminator_hidden",
-    "discriminator_layers", "discriminator_dropout")
-# ... and those added later, with the value older workdirs trained with.
-LATER_FIELDS = {"unk_replacement": 0.0, "predictor_mixture": "probabilities", "use_words": True}
+def constructor_arguments(part):
+    """The names a part takes: a dataclass's fields, or a layer's keyword
+    arguments (Keras' own, such as ``name``, left out)."""
+    if dataclasses.is_dataclass(part):
+        return [f.name for f in dataclasses.fields(part)]
+    for cls in part.__mro__:  # a subclass may pass its arguments on as **kwargs
+        names = [name for name, p in inspect.signature(cls.__init__).parameters.items()
+                 if p.kind == p.KEYWORD_ONLY]
+        if names:
+            return names
+    return []
 
 
-def model_arguments(config, num_words, num_chars, num_sources, word_block_starts=(0,)):
-    """The arguments every task's model takes, from the config
-    (``word_block_starts``: ``WordVocabulary.offsets`` values, where each
-    block's ``<pad>``/``<unk>`` rows are). ``man_tf.tasks.build_model`` adds
-    the task's own and picks the class."""
-    m = config.model
-    pretrained = any(config.data.embeddings.values())
-    arguments = {key: m[key] for key in SAME_NAMES}
-    for key in ("char_kernel_sizes", "discriminator_kernel_sizes"):
-        arguments[key] = tuple(arguments[key])
-    arguments.update(
-        {key: m.get(key, default) for key, default in LATER_FIELDS.items()},
-        num_sources=num_sources, num_words=num_words, num_chars=num_chars,
-        num_languages=num_sources + 1,
-        word_embeddings_trainable=not (pretrained and m.fix_embeddings),
-        unique_char_words=not config.train.jit_compile, lambd=config.train.lambd,
+def route_fields(model_config, head_class):
+    """``{part: {argument: value}}`` for the model's parts, from
+    ``config.model``; a field no part takes, or that two take, is an error."""
+    parts = (Backbone, head_class, LanguageAdversary, EncoderSettings)
+    routed = {part: {} for part in parts}
+    for field, value in model_config.items():
+        takers = [part for part in parts if field in constructor_arguments(part)]
+        if len(takers) != 1:
+            where = "no model part takes it" if not takers else \
+                f"{len(takers)} parts take it ({', '.join(p.__name__ for p in takers)})"
+            raise ConfigError(f"config.model.{field}: {where}")
+        routed[takers[0]][field] = tuple(value) if isinstance(value, list) else value
+    return routed
+
+
+def _construct(part, arguments):
+    try:
+        return part(**arguments)
+    except TypeError as e:  # a field missing from the config
+        raise ConfigError(f"config.model: cannot build {part.__name__}: {e}") from None
+
+
+def build_model(config, task, num_words, num_chars, num_labels, num_sources,
+                word_block_starts=(0,), word_features=None):
+    """The config's MAN-MoE model (not yet built) for ``task``
+    (:mod:`man_tf.tasks`); ``word_block_starts``: ``WordVocabulary.offsets``
+    values; ``word_features``: a fine-tuned encoder layer, if any."""
+    routed = route_fields(config.model, task.head_class)
+    encoder = EncoderSettings(**routed[EncoderSettings])
+    backbone = _construct(Backbone, dict(
+        routed[Backbone], num_words=num_words, num_chars=num_chars,
         word_block_starts=tuple(word_block_starts),
-        encoder_dim=ENCODER_DIMS.get(m.get("encoder", ""), 0),
-        encoder_layers=len(m.get("encoder_layers", (0,))))
-    return arguments
+        unique_char_words=not config.train.jit_compile,
+        encoder_dim=ENCODER_DIMS.get(encoder.encoder, 0),
+        num_encoder_layers=len(encoder.encoder_layers), word_features=word_features,
+        name="backbone"))
+    head = _construct(task.head_class, dict(
+        routed[task.head_class], num_outputs=num_labels, num_sources=num_sources,
+        shared_dim=backbone.shared_hidden, private_dim=backbone.private_dim, name="head"))
+    adversary = _construct(LanguageAdversary, dict(
+        routed[LanguageAdversary], num_languages=num_sources + 1,
+        feature_dim=backbone.shared_hidden, lambd=config.train.lambd, name="adversary"))
+    return ManMoeModel(backbone, head, adversary, name="man_moe")
 
 
 def load_pretrained_embeddings(config, model, words, pretrained):
@@ -60,7 +101,7 @@ def load_pretrained_embeddings(config, model, words, pretrained):
         if not vectors:
             raise DataError(path, None, f"no vector for any of the {needed} {lang} "
                             f"vocabulary words: is this the right language's file?")
-        model.backbone.word_embedding.load(np.stack(vectors), rows)
+        model.backbone.load_word_vectors(np.stack(vectors), rows)
         coverage[lang] = len(rows) / max(needed, 1)
         if coverage[lang] < 0.05:
             logging.warning("%s: embeddings cover only %.1f%% of the %s vocabulary", path,

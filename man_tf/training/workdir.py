@@ -20,6 +20,10 @@ from man_tf.settings import ConfigError, resolve_languages
 
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
+# The layout of what a run writes (config fields, model, checkpoint keys);
+# raised whenever they change shape, so an older workdir is refused in one line.
+FORMAT_FILE = "workdir.json"
+WORKDIR_FORMAT = 2
 
 # Fields a resumed run may change: how long, how often to log, evaluate and
 # save, how to run (devices, precision, compilation), and where the encoder
@@ -52,41 +56,28 @@ def config_as_json(config):
     return json.loads(config.to_json())
 
 
-# Fields renamed to task-neutral names (C is a tagger or a classifier):
-# older workdirs' config.json is read under the new names.
-RENAMED = {"model.use_tag_moe": "model.use_predictor_moe",
-           "model.tagger_layers": "model.predictor_layers",
-           "train.tag_gate_loss_weight": "train.predictor_gate_loss_weight"}
-
-
-# Fields added since, with the value that older runs behaved as.
-ADDED = {"model.encoder_weights": "", "model.encoder_trainable": False,
-         "train.encoder_learning_rate": 3e-5, "model.encoder_remat": False,
-         "model.encoder_joined_languages": (), "train.lr_schedule": "constant"}
-
-
-def upgrade(stored):
-    """A stored config dict with :data:`RENAMED` fields under their new names
-    and :data:`ADDED` fields at the value older runs behaved as."""
-    for old, new in RENAMED.items():
-        section, field = old.split(".")
-        values = stored.get(section, {})
-        if field in values:
-            values.setdefault(new.split(".")[1], values.pop(field))
-    for name, value in ADDED.items():
-        section, field = name.split(".")
-        if section in stored:
-            stored[section].setdefault(field, value)
-    return stored
+def _check_format(workdir):
+    """Refuses a workdir written by an older man_tf (its config fields,
+    model and checkpoint keys are not this version's)."""
+    path = os.path.join(workdir, FORMAT_FILE)
+    found = None
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            found = json.load(f).get("format")
+    if found != WORKDIR_FORMAT:
+        raise WorkdirMismatch(f"{workdir}: written by an older man_tf (workdir format "
+                              f"{found or 1}, this version reads {WORKDIR_FORMAT}): retrain "
+                              f"with a new --workdir")
 
 
 def stored_config(workdir):
-    """The workdir's ``config.json`` as a dict (older names upgraded), or None."""
+    """The workdir's ``config.json`` as a dict, or None."""
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.exists(path):
         return None
+    _check_format(workdir)
     with open(path, encoding="utf-8") as f:
-        return upgrade(json.load(f))
+        return json.load(f)
 
 
 def differing_fields(stored, config):
@@ -101,8 +92,10 @@ def check_resumable(workdir, config, has_checkpoint):
     """Raises :class:`WorkdirMismatch` if ``workdir`` holds a checkpoint
     trained with other settings than ``config``. A workdir without a
     checkpoint (a run that stopped before its first save) is started afresh."""
+    if not has_checkpoint:
+        return
     stored = stored_config(workdir)
-    if not has_checkpoint or stored is None:
+    if stored is None:
         return
     fields = differing_fields(stored, config)
     if fields:
@@ -117,6 +110,7 @@ def check_resumable(workdir, config, has_checkpoint):
 
 
 def save_config(workdir, config):
+    atomic_write_json(os.path.join(workdir, FORMAT_FILE), {"format": WORKDIR_FORMAT})
     atomic_write_json(os.path.join(workdir, CONFIG_FILE), json.loads(config.to_json()))
 
 
@@ -124,8 +118,9 @@ def load_config(workdir):
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.exists(path):
         raise ConfigError(f"{path}: not found; is {workdir!r} a man-tf-train workdir?")
+    _check_format(workdir)
     with open(path, encoding="utf-8") as f:
-        return ml_collections.ConfigDict(upgrade(json.load(f)))
+        return ml_collections.ConfigDict(json.load(f))
 
 
 @dataclasses.dataclass
