@@ -8,7 +8,8 @@ import tensorflow as tf
 from man_tf.config_files import load_config_file
 from man_tf.data import conll, pipeline
 from man_tf.data.vocab import CharVocabulary, TagVocabulary, WordVocabulary
-from man_tf.models import ManMoeTagger
+from man_tf.models import building
+from man_tf.tasks import TASKS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(ROOT, "man_tf", "data", "sample")
@@ -17,8 +18,9 @@ SOURCES, TARGET = ["en", "es", "nl"], "de"
 TINY = dict(word_dim=8, char_embedding_dim=6, char_filters=5, char_kernel_sizes=(2, 3),
             char_output_dim=6, shared_hidden=8, private_hidden=8, expert_hidden=8,
             discriminator_filters=4, discriminator_kernel_sizes=(2, 3),
-            discriminator_hidden=8, lstm_layers=1)
-NO_DROPOUT = dict(dropout=0.0, word_dropout=0.0, mlp_dropout=0.0, discriminator_dropout=0.0)
+            discriminator_hidden=8, lstm_layers=1, unk_replacement=0.0)
+NO_DROPOUT = dict(dropout=0.0, word_dropout=0.0, mlp_dropout=0.0, expert_dropout=0.0,
+                  discriminator_dropout=0.0)
 
 
 def sample_corpora():
@@ -36,12 +38,26 @@ def sample_corpora():
     return labeled, unlabeled, (words, chars, tags)
 
 
-def tiny_model(vocabularies, seed=0, **overrides):
+def tiny_config(task="tagging", lambd=None, **overrides):
+    """The word-vector config of ``task`` with :data:`TINY` sizes and
+    ``overrides`` (``config.model`` fields)."""
+    config = load_config("sample_ner:words" if task == "tagging" else "amazon_cls:words")
+    config.model.update({**TINY, **overrides})
+    if lambd is not None:
+        config.train.lambd = lambd
+    return config
+
+
+def tiny_model(vocabularies, seed=0, task="tagging", num_sources=len(SOURCES), lambd=None,
+               **overrides):
+    """A built model of ``task`` for the vocabularies ``(words, chars, labels)``
+    (``labels`` may be a number of classes)."""
     words, chars, tags = vocabularies
     keras.utils.set_random_seed(seed)
-    kwargs = {**TINY, **overrides}
-    model = ManMoeTagger(num_tags=len(tags), num_sources=len(SOURCES), num_words=words.size,
-                         num_chars=len(chars), num_languages=len(SOURCES) + 1, **kwargs)
+    config = tiny_config(task, lambd, **overrides)
+    num_labels = tags if isinstance(tags, int) else len(tags)
+    model = building.build_model(config, TASKS[task], words.size, len(chars), num_labels,
+                                 num_sources)
     model.build_all()
     return model
 

@@ -68,10 +68,11 @@ class ManMoeModel(keras.Model):
         return self.head.num_sources
 
     def build(self, input_shape=None):
-        """Every variable, λ's included."""
-        self.backbone.build()
-        self.head.build()
-        self.adversary.build()
+        """Every variable, λ's included (parts built already, e.g. by
+        deserialization, are kept)."""
+        for part in (self.backbone, self.head, self.adversary):
+            if not part.built:
+                part.build()
         self.built = True
 
     @property

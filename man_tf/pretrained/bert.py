@@ -38,6 +38,7 @@ def _layer_norm(x, norm):
     return tf.cast(x * tf.cast(norm.gamma, tf.float32) + tf.cast(norm.beta, tf.float32), dtype)
 
 
+@keras.saving.register_keras_serializable(package="man_tf")
 class TransformerLayer(keras.layers.Layer):
     """One post-LN encoder layer on the real pieces of a padded batch:
     ``x`` ``[pieces, hidden]`` (the pieces at ``positions``, int64 ``[pieces,
@@ -123,6 +124,7 @@ def dequantize_rows(nibbles, scales):
     return tf.reshape(weights, tf.concat([shape[:-1], [shape[-1] * 2]], 0))
 
 
+@keras.saving.register_keras_serializable(package="man_tf")
 class BertEncoder(keras.layers.Layer):
     """token ids ``[batch, time]`` + mask ``[batch, time]`` -> float32 hidden
     states of the embedding layer and of layers 1..``num_layers``:

@@ -95,6 +95,7 @@ class _Ratio(keras.metrics.Metric):
         self.count.assign(0.0)
 
 
+@keras.saving.register_keras_serializable(package="man_tf")
 class AdversarialModel(keras.Model):
     """Wraps a built MAN-MoE model (tagger or classifier) for ``fit``.
 
@@ -153,6 +154,19 @@ class AdversarialModel(keras.Model):
         self.encoder_optimizer = None
         self.state = None
         self.built = True
+
+    def get_config(self):
+        return {**super().get_config(), "model": keras.saving.serialize_keras_object(self.man_moe),
+                "num_languages": self.num_languages, "lambd": float(self.lambd.numpy()),
+                "discriminator_steps": self.discriminator_steps,
+                "gate_loss_weight": self.gate_loss_weight,
+                "predictor_gate_loss_weight": self.predictor_gate_loss_weight}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["model"] = keras.saving.deserialize_keras_object(config["model"])
+        return cls(**config)
 
     @property
     def lambd(self):

@@ -1,7 +1,8 @@
 import numpy as np
+import pytest
 import tensorflow as tf
 
-from man_tf.layers import CharCNN, LanguageDiscriminator, MaskedConvPooling
+from man_tf.layers import CharCNN, MaskedConvPooling, language_discriminator
 
 
 def test_conv_pooling_ignores_padding_and_short_sequences_work():
@@ -58,10 +59,15 @@ def test_char_cnn_length_groups_equal_the_full_width():
 def test_discriminator_shapes_and_padding_invariance():
     features = tf.random.stateless_normal([4, 7, 10], seed=[2, 2])
     lengths = tf.constant([7, 3, 5, 1])
-    cnn = LanguageDiscriminator(4, "cnn", filters=6, hidden=8)
-    mlp = LanguageDiscriminator(4, "mlp", hidden=8)
+    cnn = language_discriminator("cnn", 4, filters=6, kernel_sizes=(3, 4), hidden=8,
+                                 num_layers=1, dropout=0.5)
+    mlp = language_discriminator("mlp", 4, filters=6, kernel_sizes=(3, 4), hidden=8,
+                                 num_layers=1, dropout=0.5)
+    assert not cnn.per_token and mlp.per_token
     assert cnn(features, lengths).shape == (4, 4)
     assert mlp(features, lengths).shape == (4, 7, 4)
+    with pytest.raises(ValueError, match="discriminator must be one of"):
+        language_discriminator("rnn", 4, 6, (3,), 8, 1, 0.5)
     mask = tf.sequence_mask(lengths, 7, dtype=tf.float32)[..., None]
     np.testing.assert_allclose(cnn(features, lengths).numpy(),
                                cnn(features * mask - 9.0 * (1 - mask), lengths).numpy(),

@@ -10,9 +10,8 @@ from man_tf.data.conll import Sentence
 from man_tf.data.reviews import read_reviews
 from man_tf.data.vocab import CharVocabulary, WordVocabulary
 from man_tf.layers import AttentionPooling
-from man_tf.models import ManMoeClassifier
 from tests.conftest import SHARED_DATA
-from tests.helpers import TINY, adversarial, fit_steps
+from tests.helpers import adversarial, fit_steps, tiny_model
 
 WEBIS = os.path.join(SHARED_DATA, "webis-cls-10")
 
@@ -52,12 +51,8 @@ def review_data():
 
 
 def make_model(words, chars, **overrides):
-    tf.keras.utils.set_random_seed(0)
-    kwargs = {**TINY, "word_dim": 16, "shared_hidden": 16, "private_hidden": 16, **overrides}
-    model = ManMoeClassifier(num_classes=2, num_sources=2, num_words=words.size,
-                             num_chars=len(chars), num_languages=3, **kwargs)
-    model.build_all()
-    return model
+    return tiny_model((words, chars, 2), task="classification", num_sources=2,
+                      **{"word_dim": 16, "shared_hidden": 16, "private_hidden": 16, **overrides})
 
 
 def test_sentence_level_outputs(review_data):

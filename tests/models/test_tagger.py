@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from man_tf.models import ManMoeTagger
+from man_tf.models import ManMoeModel
 from tests.helpers import NO_DROPOUT, first_batch, sample_corpora, tiny_model
 
 
@@ -56,7 +56,7 @@ def test_one_pass_over_labeled_and_unlabeled_equals_separate_calls(data):
 def test_config_round_trip(data):
     _, _, vocabularies = data
     model = tiny_model(vocabularies, use_private=False, use_predictor_moe=False)
-    clone = ManMoeTagger.from_config(model.get_config())
+    clone = ManMoeModel.from_config(model.get_config())
     clone.build_all()
     assert clone.count_params() == model.count_params()
-    assert not hasattr(clone.head, "private_experts") and clone.head.predictor.num_experts == 1
+    assert clone.head.private_experts is None and clone.head.predictor.num_experts == 1

@@ -65,7 +65,10 @@ def test_the_two_optimizers_own_disjoint_variables(data):
 
 def test_frozen_embeddings_never_change(data):
     labeled, unlabeled, vocabularies = data
-    model = tiny_model(vocabularies, word_embeddings_trainable=False)
+    model = tiny_model(vocabularies, fix_embeddings=True)
+    # Pretrained vectors for some rows: with fix_embeddings the whole table stays.
+    model.backbone.load_word_vectors(np.ones([3, model.backbone.word_dim], np.float32),
+                                     [2, 3, 4])
     trainer = make_trainer(model)
     before = model.backbone.word_embedding.embeddings.numpy().copy()
     fit_steps(trainer, pipeline.training_stream(labeled, unlabeled, 4, 0), 3)
@@ -202,13 +205,10 @@ def test_tiny_training_run_on_real_conll_lowers_task_loss():
                for i, lang in enumerate(["en", "es"])]
     unlabeled = [pipeline.encode(sentences[lang], lang, i, words, chars)
                  for i, lang in enumerate(["en", "es", "de"])]
-    from man_tf.models import ManMoeTagger
-    tf.keras.utils.set_random_seed(0)
-    model = ManMoeTagger(num_tags=len(tags), num_sources=2, num_words=words.size,
-                         num_chars=len(chars), num_languages=3, word_dim=32,
-                         char_embedding_dim=16, char_filters=16, char_output_dim=16,
-                         shared_hidden=32, private_hidden=32, expert_hidden=32,
-                         discriminator_filters=16, discriminator_hidden=32)
+    model = tiny_model((words, chars, tags), num_sources=2, word_dim=32, char_embedding_dim=16,
+                       char_filters=16, char_output_dim=16, shared_hidden=32,
+                       private_hidden=32, expert_hidden=32, discriminator_filters=16,
+                       discriminator_hidden=32, lstm_layers=2)
     trainer = adversarial(model, num_languages=3)
     stream = pipeline.training_stream(labeled, unlabeled, 16, seed=0)
     history = [logs["task_loss"] for logs in fit_steps(trainer, stream, 60)]
