@@ -20,10 +20,10 @@ def define_flags():
     from man_tf.export.from_workdir import PRECISIONS
 
     flags.DEFINE_enum("precision", "float32", list(PRECISIONS),
-                      "float32 runs anywhere; mixed_bfloat16 (bfloat16 matmuls) serves large "
-                      "batches faster where the CPU/GPU has native bfloat16 (AVX512_BF16, AMX, "
-                      "Ampere+; slower at batch 1 here) and is emulated, likely slower, "
-                      "elsewhere (not measured); see benchmarks/results/serving.md.")
+                      "float32 runs anywhere; mixed_bfloat16 (bfloat16 matmuls) is for "
+                      "hardware with native bfloat16 (AVX512_BF16, AMX, Ampere+) and is "
+                      "emulated elsewhere; speeds by batch size: "
+                      "benchmarks/results/serving.md.")
     flags.mark_flags_as_required(["workdir", "export_base"])
 
 

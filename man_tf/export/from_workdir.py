@@ -38,11 +38,10 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 
 def export(workdir, export_base, which="best", precision="float32"):
     """Returns the path of the new version. ``precision``: "float32" (any
-    CPU), or "mixed_bfloat16" (bfloat16 matmuls, float32 variables: large
-    batches run faster on hardware with native bfloat16, i.e. CPUs with
-    AVX512_BF16 or AMX and Ampere+ GPUs, batch 1 slower on this CPU; without
-    native bf16 it is emulated, likely slower, not measured here; outputs move
-    slightly: benchmarks/results/serving.md)."""
+    CPU), or "mixed_bfloat16" (bfloat16 matmuls, float32 variables: for
+    hardware with native bfloat16, i.e. CPUs with AVX512_BF16 or AMX and
+    Ampere+ GPUs; elsewhere it is emulated; outputs move slightly; speeds
+    by batch size: benchmarks/results/serving.md)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     from man_tf import tasks

@@ -12,8 +12,8 @@ Keras' ``Bidirectional(LSTM)`` with the same weights.
 
 Serving graphs set ``fused_inference``: each direction is then one
 ``BlockLSTMV2`` op (core TF's fused LSTM kernel: the same gate layout, the
-whole sequence in one kernel call), about 3x faster than the loop at batch 1
-on CPU, with the same outputs (a test checks them). Forward only: that op's
+whole sequence in one kernel call), faster than the loop on CPU
+(benchmarks/results/serving.md), with the same outputs (a test checks them). Forward only: that op's
 registered gradient does not match the loop's, so a gradient through the
 fused path raises, and training never takes it.
 """

@@ -1,9 +1,9 @@
 """Character CNN shared by all languages: a word's spelling -> a vector.
 
 Runs only on real tokens (padding positions are gathered out) and only once
-per distinct spelling in the batch: a training iteration stacks ~180
-sentences whose frequent words repeat many times, and the CNN output depends
-on the characters alone.
+per distinct spelling in the batch: a training iteration stacks one batch
+per language for each stream, whose frequent words repeat many times, and
+the CNN output depends on the characters alone.
 """
 
 import keras
@@ -30,9 +30,9 @@ class UnitNormRows(keras.initializers.Initializer):
 
 
 # Words are convolved in groups by length (<= 8, <= 12, longer characters):
-# of the distinct words of the four CoNLL train files 56% have <= 8
-# characters and 87% <= 12, so a batch's char-CNN does about half the
-# work of convolving every word over ``max_chars`` columns.
+# most distinct words of the CoNLL train files are short, so a batch's
+# char-CNN does much less work than convolving every word over
+# ``max_chars`` columns (benchmarks/results/speed.md).
 LENGTH_GROUPS = (8, 12)
 
 

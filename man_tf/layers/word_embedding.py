@@ -13,7 +13,7 @@ unseen dev/test word reads would stay at its random start.
 Lookups use ``tf.gather`` on the variable itself (a ``ResourceGather``). A
 variable that has seen sparse updates is switched by TF to copy-on-read, so
 reading it as a dense tensor first, as ``keras.layers.Embedding`` does, would
-copy all ~100k x 300 floats on every lookup.
+copy the whole table on every lookup.
 """
 
 import keras

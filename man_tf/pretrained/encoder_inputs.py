@@ -131,7 +131,7 @@ def encoder_features(config, workdir):
         def compute(missing):
             # float32 whatever the training precision (the serving graph's
             # default): features are computed once, and bfloat16 would move
-            # them by ~1% (benchmarks/results/serving.md).
+            # them (benchmarks/results/serving.md).
             if not extractor or extractor[0].layers != tuple(missing):
                 extractor[:] = [WordFeatures(weights, missing, dtype=FEATURES_DTYPE)]
             return feature_cache.extract(extractor[0], tokens, joined=joined,

@@ -51,7 +51,8 @@ class WordFeatures(tf.Module):
     SavedModel's size; same values). ``dtype``: the encoder's Keras dtype
     policy, float32 unless asked (not the global policy: training under
     mixed_bfloat16 still extracts float32 features); "mixed_bfloat16" runs
-    its matmuls in bfloat16 (~1% off float32, faster on CPUs with native bf16).
+    its matmuls in bfloat16 (slightly off float32, faster on CPUs with native
+    bf16: benchmarks/results/serving.md).
     ``encoder``: a built :class:`BertEncoder` to run instead of a new one
     from ``weights`` (a fine-tuned model's; ``quantized_embeddings`` and
     ``dtype`` are then its own). Calls take ``joined`` (bool ``[batch]``,

@@ -364,7 +364,8 @@ class AdversarialModel(keras.Model):
         if encoder:
             # Dense: the position table's gradient comes as IndexedSlices with
             # a row per piece, repeated rows included, and Keras' Adam moves
-            # such a row by a multiple of its step size (measured: 4x).
+            # such a row by a multiple of its step size (tests/training:
+            # the schedule test checks the step Adam applies).
             dense = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
                      for g in grads[len(main):]]
             self.encoder_optimizer.apply_gradients(zip(dense, encoder))

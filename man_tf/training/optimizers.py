@@ -1,7 +1,7 @@
 """Adam that updates only the embedding rows a batch touches.
 
 The word-embedding gradient is a ``tf.IndexedSlices`` over the few thousand
-rows a batch uses, out of ~100k (four languages' vocabularies). Keras' Adam
+rows a batch uses, out of the whole table (every language's vocabulary). Keras' Adam
 turns it into a dense ``[rows, dim]`` tensor and updates every row's moments
 and value each step. Here sparse gradients update only their rows ("lazy"
 Adam, as in TF Addons' LazyAdam, which is not usable with Keras 3): rows a
