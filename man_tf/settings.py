@@ -56,9 +56,6 @@ def resolve_data_root(config, config_file, typed=False):
     config.data.root = os.path.normpath(os.path.join(project, root))
 
 
-TASK_NAMES = ("tagging", "classification")  # man_tf.tasks.TASKS, by name
-
-
 # train.lr_schedule: how the step sizes move over the run (optimizers.step_size).
 LR_SCHEDULES = ("constant", "linear", "cosine")
 
@@ -66,9 +63,8 @@ LR_SCHEDULES = ("constant", "linear", "cosine")
 def check_config(config):
     """Settings no run can work with, as one line each (before any file is
     read or written)."""
-    task = config.task
-    if task not in TASK_NAMES:
-        raise ConfigError(f"task={task!r}: expected one of {list(TASK_NAMES)}")
+    from man_tf.tasks import task_of
+    task_of(config)  # a known task
     train = config.train
     positive = {"train.steps": train.steps, "train.batch_size": train.batch_size,
                 "train.log_every": train.log_every, "train.eval_every": train.eval_every,
@@ -139,8 +135,3 @@ def data_path(config, lang, split):
     if split not in spec or not spec[split]:
         return None
     return spec[split].format(root=config.data.root, domain=config.domain)
-
-
-def is_classification(config):
-    """Whether ``config.task`` is classification (else tagging)."""
-    return config.task == "classification"

@@ -1,16 +1,18 @@
-"""The tasks man_tf trains, as objects chosen once from ``config.task``.
+"""The tasks man_tf trains, as objects chosen once from ``config.task``
+(:func:`task_of`) or from an export's metadata (``TASKS[name]``).
 
 A task knows what differs between tagging (a label per token, entity span
-F1) and classification (a label per document, accuracy): its model class,
-how long evaluation inputs may be, how predictions are scored, written and
-reported, and how a labeled file is read for ``man-tf-evaluate --input``.
-Training, evaluation and export ask the task instead of comparing strings.
-Data reading and serving graphs keep their own per-task modules
+F1) and classification (a label per document, accuracy): its model head,
+how its files are read and its labels built and encoded, how long
+evaluation inputs may be, how predictions are scored, written and reported,
+which serving module exports it and how a client reads that export. Data
+loading, training, evaluation and export ask the task instead of comparing
+strings. Data reading and serving graphs keep their own per-task modules
 (``data/conll.py`` / ``data/reviews.py``, ``export/tagger_serving.py`` /
 ``export/classifier_serving.py``); the task names which one applies.
 """
 
-from man_tf.settings import TASK_NAMES, ConfigError
+from man_tf.settings import ConfigError
 
 
 class Task:
@@ -18,6 +20,32 @@ class Task:
     metric = ""        # key in results.json: dev_<metric>, test_<metric>
     metric_name = ""   # as printed
     predictions_suffix = ""
+    cuts_dev_from_train = False  # whether data.dev_from_train applies
+    splits_long_inputs = False   # whether data.long_sentences=split may cut an input
+    serving_module = ""          # man_tf.export module whose serving() exports it
+
+    def read(self, path, labeled, encoding):
+        """One data file -> ``conll.Sentence`` list (labels read if ``labeled``)."""
+        raise NotImplementedError
+
+    def check_training_labels(self, data):
+        """Warnings about the sources' labels (``data``: ``loading.Data``)."""
+
+    def default_lowercase_chars(self, target):
+        """Whether characters are lowercased when ``data.lowercase_chars`` is None."""
+        return False
+
+    def training_labels(self, data):
+        """The label vocabulary built from the sources' training data."""
+        raise NotImplementedError
+
+    def label_arguments(self, examples, labels):
+        """``pipeline.encode``'s keyword arguments for the labels of ``examples``."""
+        raise NotImplementedError
+
+    def client_predictions(self, loaded, metadata, lines, language, tokenized, batch_size):
+        """Dicts, one per input line, from a loaded export (``man-tf-predict``)."""
+        raise NotImplementedError
 
     @property
     def head_class(self):
@@ -62,6 +90,33 @@ class Tagging(Task):
     """A tag per token (NER, slot filling); entity F1 with conlleval semantics."""
 
     name, metric, metric_name, predictions_suffix = "tagging", "f1", "F1", ".conll"
+    splits_long_inputs = True
+    serving_module = "man_tf.export.tagger_serving"
+    # The authors' --lowercase_char runs: German capitalises every noun, so
+    # case says little about names there.
+    lowercase_char_targets = ("de",)
+
+    def read(self, path, labeled, encoding):
+        from man_tf.data import loading
+        return loading.read_tagged(path, labeled, encoding)
+
+    def check_training_labels(self, data):
+        from man_tf.data import loading
+        loading.warn_differing_entity_types(data)
+
+    def default_lowercase_chars(self, target):
+        return target in self.lowercase_char_targets
+
+    def training_labels(self, data):
+        from man_tf.data.vocab import TagVocabulary
+        return TagVocabulary.build([s for lang in data.sources for s in data.labeled[lang]])
+
+    def label_arguments(self, examples, labels):
+        return {"tags": labels}
+
+    def client_predictions(self, loaded, metadata, lines, language, tokenized, batch_size):
+        from man_tf.export import client
+        return client.tag_lines(loaded, metadata, lines, language, tokenized, batch_size)
 
     @property
     def head_class(self):
@@ -98,6 +153,24 @@ class Classification(Task):
     """A class per document (sentiment); accuracy."""
 
     name, metric, metric_name, predictions_suffix = "classification", "acc", "accuracy", ".tsv"
+    # The authors' protocol: the target's dev reviews are cut from its train file.
+    cuts_dev_from_train = True
+    serving_module = "man_tf.export.classifier_serving"
+
+    def read(self, path, labeled, encoding):
+        from man_tf.data import loading
+        return loading.read_documents(path, labeled, encoding)
+
+    def training_labels(self, data):
+        from man_tf.data import loading
+        return loading.class_vocabulary()
+
+    def label_arguments(self, examples, labels):
+        return {"labels": [example.label for example in examples]}
+
+    def client_predictions(self, loaded, metadata, lines, language, tokenized, batch_size):
+        from man_tf.export import client
+        return client.classify_lines(loaded, metadata, lines, language, batch_size)
 
     def eval_max_length(self, config):
         # Documents are read up to the training length, as served.
@@ -114,7 +187,7 @@ class Classification(Task):
 
     def read_labeled(self, config, path, labels):
         from man_tf.data import loading
-        return loading.read_labeled_documents(config, path)
+        return loading.read_files(self, path, True, config.data.encoding)
 
     def split_examples(self, config, language, split, labels):
         # Through load_data: the target's dev set may be cut from its train
@@ -135,7 +208,6 @@ class Classification(Task):
 
 
 TASKS = {task.name: task for task in (Tagging(), Classification())}
-assert tuple(TASKS) == TASK_NAMES  # settings checks config.task against the names
 
 
 def build_model(config, num_words, num_chars, num_labels, num_sources, word_block_starts=(0,)):

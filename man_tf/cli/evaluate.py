@@ -1,11 +1,13 @@
-"""man-tf-evaluate: score a trained tagger on a CoNLL file with conlleval semantics.
+"""man-tf-evaluate: score a trained model (tagger or classifier) on labeled data.
 
     man-tf-evaluate --workdir=workdirs/de                      # target test split
     man-tf-evaluate --workdir=workdirs/de --split=dev
     man-tf-evaluate --workdir=workdirs/de --input=my.conll --language=de
 
-Prints conlleval's report (overall and per entity type), and writes
-``<output>.conll`` (word gold predicted) and ``<output>.json``.
+A tagger: prints conlleval's report (overall and per entity type) and
+writes ``<output>.conll`` (word gold predicted). A classifier: prints the
+accuracy and writes ``<output>.tsv`` (gold predicted source). Both write
+``<output>.json``.
 """
 
 from absl import flags
@@ -30,13 +32,15 @@ def define_flags():
 def main(argv):
     del argv
     from man_tf.cli.common import user_errors
+    from man_tf.tasks import task_of
+    from man_tf.training import workdir as workdirs
     from man_tf.training.evaluate import evaluate
     with user_errors("man-tf-evaluate"):
+        task = task_of(workdirs.load_config(FLAGS.workdir))
         scores, output = evaluate(FLAGS.workdir, FLAGS.split, FLAGS.input, FLAGS.language,
                                   FLAGS.checkpoint, FLAGS.output)
-    print(f"{'accuracy' if hasattr(scores, 'total') else 'F1'} {scores.primary:.2f}; "
-          f"predictions in {output}.{'tsv' if hasattr(scores, 'total') else 'conll'}, scores in "
-          f"{output}.json")
+    print(f"{task.metric_name} {scores.primary:.2f}; predictions in "
+          f"{output}{task.predictions_suffix}, scores in {output}.json")
 
 
 def run():

@@ -11,7 +11,8 @@ from absl import logging
 from man_tf.data import conll, embeddings, pipeline, plaintext, reviews, vocab
 from man_tf.data.errors import DataError
 from man_tf.pretrained.encoder_inputs import is_trainable
-from man_tf.settings import ConfigError, data_path, is_classification, resolve_languages
+from man_tf.settings import ConfigError, data_path, resolve_languages
+from man_tf.tasks import task_of
 
 
 def tokenize_texts(texts, batch=2000):
@@ -28,7 +29,9 @@ def tokenize_texts(texts, batch=2000):
     return out
 
 
-def _read_documents(path, labeled, encoding):
+def read_documents(path, labeled, encoding):
+    """A classification file (``.review`` XML, ``label<TAB>text``, or for
+    unlabeled text ``.txt``), tokenized as the serving graph tokenizes."""
     if path.endswith(".review"):
         documents = reviews.read_reviews(path)
     elif path.endswith(".txt") and not labeled:
@@ -41,11 +44,8 @@ def _read_documents(path, labeled, encoding):
             for t, d in zip(tokens, documents)]
 
 
-def _read(path, labeled, encoding, classification=False):
-    if "," in path:
-        return [s for p in path.split(",") for s in _read(p, labeled, encoding, classification)]
-    if classification:
-        return _read_documents(path, labeled, encoding)
+def read_tagged(path, labeled, encoding):
+    """A tagging file: CoNLL, or for unlabeled text ``.txt``."""
     if path.endswith(".txt"):
         if labeled:
             raise ConfigError(f"{path}: a plain-text file has no tags; labeled data must "
@@ -54,10 +54,10 @@ def _read(path, labeled, encoding, classification=False):
     return conll.read_conll(path, encoding=encoding, labeled=labeled)
 
 
-def read_labeled_documents(config, path):
-    """A labeled classification file (``.review`` or ``label<TAB>text``),
-    tokenized as training tokenizes."""
-    return _read(path, True, config.data.encoding, classification=True)
+def read_files(task, paths, labeled, encoding):
+    """``paths`` (comma-separated for several), each read as ``task`` reads
+    its files."""
+    return [s for path in paths.split(",") for s in task.read(path, labeled, encoding)]
 
 
 def _cut_dev(documents, size, seed):
@@ -92,8 +92,8 @@ def load_data(config, splits=("train", "dev", "test")):
     ``labeled=False``: its tag column is never parsed."""
     sources, target = resolve_languages(config)
     encoding = config.data.encoding
-    classification = is_classification(config)
-    read = lambda path, labeled: _read(path, labeled, encoding, classification)
+    task = task_of(config)
+    read = lambda paths, labeled: read_files(task, paths, labeled, encoding)
     data = Data(sources, target, {}, {}, {}, {})
     for lang in data.languages:
         if "train" in splits:
@@ -111,18 +111,19 @@ def load_data(config, splits=("train", "dev", "test")):
             path = data_path(config, lang, split) if split in splits else None
             if path:
                 store[lang] = read(path, True)
-        if (classification and lang == target and "dev" in splits and lang not in data.dev
-                and config.data.dev_from_train):
+        if (task.cuts_dev_from_train and lang == target and "dev" in splits
+                and lang not in data.dev and config.data.dev_from_train):
             # The authors' protocol: dev = reviews cut from the target's train
             # file (those reviews are never trained on with their labels).
             data.dev[lang] = _cut_dev(read(data_path(config, lang, "train"), True),
                                       config.data.dev_from_train, config.seed)
-    if "train" in splits and not classification:
-        _check_tag_sets(config, data)
+    if "train" in splits:
+        task.check_training_labels(data)
     return data
 
 
-def _check_tag_sets(config, data):
+def warn_differing_entity_types(data):
+    """Logs which sources lack entity types that others have."""
     types = {lang: set(vocab.TagVocabulary.build(s).entity_types)
              for lang, s in data.labeled.items()}
     union = set().union(*types.values())
@@ -139,15 +140,12 @@ def class_vocabulary():
     return vocab.LabelVocabulary(list(reviews.LABELS))
 
 
-LOWERCASE_CHAR_TARGETS = ("de",)  # the authors' --lowercase_char runs
-
-
 def lowercase_chars(config):
     """``data.lowercase_chars``, or where it is None (the default) the
-    authors' per-target choice: lowercase for a German NER target."""
+    task's per-target choice (the authors' for NER: lowercase for German)."""
     value = config.data.lowercase_chars
     if value is None:
-        return not is_classification(config) and config.target in LOWERCASE_CHAR_TARGETS
+        return task_of(config).default_lowercase_chars(config.target)
     return bool(value)
 
 
@@ -210,10 +208,7 @@ def build_vocabularies(config, data, pretrained=None):
         min_count=config.data.min_count, extra_words=extra)
     every = [s for lang in data.languages for s in data.unlabeled[lang]]
     chars = vocab.CharVocabulary.build(every, lowercase=lowercase_chars(config))
-    if is_classification(config):
-        return words, chars, class_vocabulary()
-    tags = vocab.TagVocabulary.build([s for lang in data.sources for s in data.labeled[lang]])
-    return words, chars, tags
+    return words, chars, task_of(config).training_labels(data)
 
 
 def _split_logged(sentences, max_length, lang, name):
@@ -232,9 +227,9 @@ def encode_data(config, data, words, chars, tags, features=None):
     mode = config.data.long_sentences
     if mode not in ("truncate", "split", "error"):
         raise ConfigError(f"data.long_sentences={mode!r}: expected truncate, split or error")
-    if mode == "split" and is_classification(config):
-        raise ConfigError("data.long_sentences=split is for tagging; a review cut in pieces "
-                          "would repeat its label: use truncate")
+    if mode == "split" and not task_of(config).splits_long_inputs:
+        raise ConfigError(f"data.long_sentences=split is for tagging; a {config.task} input "
+                          f"cut in pieces would repeat its label: use truncate")
     labeled_text, unlabeled_text = data.labeled, data.unlabeled
     if max_length and mode == "error":
         for store in (data.labeled, data.unlabeled):
@@ -276,10 +271,7 @@ def encode_split(config, sentences, language, language_id, words, chars, tags,
         cut = [conll.Sentence(s.tokens[:max_length], None, s.source) for s in sentences]
         values = features(cut, language, f"{language} {len(sentences)} sentences")
     keep = is_trainable(config)  # a fine-tuned encoder reads the tokens in the step
-    if is_classification(config):
-        return pipeline.encode(sentences, language, language_id, words, chars, None,
-                               config.data.max_chars, max_length,
-                               labels=[s.label for s in sentences], features=values,
-                               keep_tokens=keep)
-    return pipeline.encode(sentences, language, language_id, words, chars, tags,
-                           config.data.max_chars, max_length, features=values, keep_tokens=keep)
+    return pipeline.encode(sentences, language, language_id, words, chars,
+                           max_chars=config.data.max_chars, max_length=max_length,
+                           features=values, keep_tokens=keep,
+                           **task_of(config).label_arguments(sentences, tags))

@@ -19,6 +19,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from man_tf.tasks import TASKS  # noqa: E402
+
 
 def read_history(path):
     """metrics.jsonl -> list of dicts; the last record per (kind, step, language)
@@ -90,13 +92,13 @@ def write_report(workdir, output_dir=None):
     fig, ax = plt.subplots(figsize=(6, 4))
     dev = [r for r in history if r["kind"] == "dev"]
     for language in sorted({r["language"] for r in dev}):
-        points = [(r["step"], r.get("score", r.get("f1"))) for r in dev
+        points = [(r["step"], r["score"]) for r in dev
                   if r["language"] == language]
         ax.plot(*zip(*points), marker="o", label=language)
     ax.set_xlabel("step")
-    metric = dev[0].get("metric", "f1") if dev else "f1"
-    ax.set_ylabel("entity F1" if metric == "f1" else "accuracy")
-    ax.set_title(f"dev {'F1' if metric == 'f1' else 'accuracy'}")
+    task = TASKS[results["task"]]
+    ax.set_ylabel(task.metric_name)
+    ax.set_title(f"dev {task.metric_name}")
     if dev:
         ax.legend()
     fig.tight_layout()
@@ -104,8 +106,7 @@ def write_report(workdir, output_dir=None):
     fig.savefig(written[-1], dpi=100)
     plt.close(fig)
 
-    metric = "acc" if "dev_acc" in results or "test_acc" in results else "f1"
-    name = "accuracy" if metric == "acc" else "F1"
+    metric, name = task.metric, task.metric_name
     lines = [f"# What to share: {', '.join(sources)} -> {target}", "",
              f"Best checkpoint: step {results['best_step']} of {results['steps']}; "
              f"{target} dev {name} {results.get(f'dev_{metric}', float('nan')):.2f}, "

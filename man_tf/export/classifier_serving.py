@@ -15,7 +15,7 @@ from man_tf.layers.bilstm import use_fused_inference
 
 
 class ClassifierServing:
-    """Serving functions around a trained ``ManMoeClassifier``."""
+    """Serving functions around a trained MAN-MoE classifier."""
 
     def __init__(self, model, words, chars, classes, languages, max_chars, max_length,
                  features=None):
@@ -42,3 +42,20 @@ class ClassifierServing:
         return [("serving_default", self.classify_text,
                  [tf.TensorSpec([None], tf.string, name="text"),
                   tf.TensorSpec([None], tf.string, name="language")])]
+
+
+def serving(trained, features):
+    """The serving module of a trained classifier (``workdir.Trained``) and
+    its export metadata; ``features``: the encoder's serving graph, if any."""
+    config, classes = trained.config, trained.tags
+    module = ClassifierServing(trained.model, trained.words, trained.chars, classes,
+                               trained.languages, config.data.max_chars, config.data.max_length,
+                               features=features)
+    return module, {
+        "classes": classes.tags, "max_length": config.data.max_length,
+        "signatures": {
+            "serving_default": {"inputs": {"text": "string [batch]",
+                                           "language": "string [batch]"}},
+            "outputs": {"label": "string [batch]", "probabilities": "float32 [batch, classes]",
+                        "lengths": "int32 [batch]",
+                        "expert_weights": "float32 [batch, expert_languages]"}}}

@@ -25,24 +25,39 @@ def predict_lines(model_dir, lines, language, tokenized=False, batch_size=64):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the tokenizer ops)
 
+    from man_tf.tasks import TASKS
+
     loaded = tf.saved_model.load(model_dir)
     with open(os.path.join(model_dir, "assets.extra", "man_tf.json"), encoding="utf-8") as f:
         metadata = json.load(f)
+    task = TASKS[metadata["task"]]
+    yield from task.client_predictions(loaded, metadata, lines, language, tokenized, batch_size)
+
+
+def classify_lines(loaded, metadata, lines, language, batch_size):
+    """A classifier export's answers, one dict per line."""
+    import tensorflow as tf
+
+    experts, classes = metadata["expert_languages"], metadata["classes"]
+    for start in range(0, len(lines), batch_size):
+        chunk = lines[start:start + batch_size]
+        out = loaded.signatures["serving_default"](
+            text=tf.constant(chunk), language=tf.constant([language] * len(chunk)))
+        out = {k: v.numpy() for k, v in out.items()}
+        for row, text in enumerate(chunk):
+            yield {"text": text, "label": out["label"][row].decode("utf-8"),
+                   "probabilities": {c: round(float(p), 4)
+                                     for c, p in zip(classes, out["probabilities"][row])},
+                   "expert_weights": {e: round(float(w), 4)
+                                      for e, w in zip(experts, out["expert_weights"][row])}}
+
+
+def tag_lines(loaded, metadata, lines, language, tokenized, batch_size):
+    """A tagger export's answers, one dict per line (``tokenized``: split
+    on spaces here and sent to the ``tag_tokens`` signature)."""
+    import tensorflow as tf
+
     experts = metadata["expert_languages"]
-    if metadata.get("task") == "classification":
-        classes = metadata["classes"]
-        for start in range(0, len(lines), batch_size):
-            chunk = lines[start:start + batch_size]
-            out = loaded.signatures["serving_default"](
-                text=tf.constant(chunk), language=tf.constant([language] * len(chunk)))
-            out = {k: v.numpy() for k, v in out.items()}
-            for row, text in enumerate(chunk):
-                yield {"text": text, "label": out["label"][row].decode("utf-8"),
-                       "probabilities": {c: round(float(p), 4)
-                                         for c, p in zip(classes, out["probabilities"][row])},
-                       "expert_weights": {e: round(float(w), 4)
-                                          for e, w in zip(experts, out["expert_weights"][row])}}
-        return
     for start in range(0, len(lines), batch_size):
         chunk = lines[start:start + batch_size]
         codes = tf.constant([language] * len(chunk))

@@ -5,6 +5,7 @@ Writes ``<export_base>/<next version>/`` (never overwriting a version); see
 signatures. ``man-tf-export`` is the command around :func:`export`.
 """
 
+import importlib
 import os
 
 import man_tf
@@ -65,46 +66,8 @@ def export(workdir, export_base, which="best", precision="float32"):
         common["encoder"] = {"name": config.model.encoder,
                              "layers": list(config.model.encoder_layers),
                              **dict(features.weights_description)}
-    serving, metadata = SERVINGS[tasks.task_of(config).name](trained, features)
+    task = tasks.task_of(config)
+    serving, metadata = importlib.import_module(task.serving_module).serving(trained, features)
+    metadata = {"task": task.name, **metadata}
     return export_serving(serving, export_base, {**common, **metadata},
                           _warmup_examples(config, languages))
-
-
-def _classifier_serving(trained, features):
-    from man_tf.export.classifier_serving import ClassifierServing
-
-    config, classes = trained.config, trained.tags
-    serving = ClassifierServing(trained.model, trained.words, trained.chars, classes,
-                                trained.languages, config.data.max_chars, config.data.max_length,
-                                features=features)
-    return serving, {
-        "task": "classification", "classes": classes.tags, "max_length": config.data.max_length,
-        "signatures": {
-            "serving_default": {"inputs": {"text": "string [batch]",
-                                           "language": "string [batch]"}},
-            "outputs": {"label": "string [batch]", "probabilities": "float32 [batch, classes]",
-                        "lengths": "int32 [batch]",
-                        "expert_weights": "float32 [batch, expert_languages]"}}}
-
-
-def _tagger_serving(trained, features):
-    from man_tf.export.tagger_serving import TaggerServing
-
-    tags = trained.tags
-    serving = TaggerServing(trained.model, trained.words, trained.chars, tags, trained.languages,
-                            trained.config.data.max_chars, features=features)
-    return serving, {
-        "task": "tagging", "tags": tags.tags,
-        "signatures": {
-            "serving_default": {"inputs": {"text": "string [batch]",
-                                           "language": "string [batch]"}},
-            "tag_tokens": {"inputs": {"tokens": "string [batch, time]",
-                                      "lengths": "int32 [batch]",
-                                      "language": "string [batch]"}},
-            "outputs": {"tokens": "string [batch, time]", "tags": "string [batch, time]",
-                        "tag_scores": "float32 [batch, time]", "lengths": "int32 [batch]",
-                        "expert_weights": "float32 [batch, time, expert_languages]"}}}
-
-
-# The serving module and metadata of each task (man_tf.tasks names them).
-SERVINGS = {"tagging": _tagger_serving, "classification": _classifier_serving}

@@ -23,7 +23,7 @@ from man_tf.layers.bilstm import use_fused_inference
 
 
 class TaggerServing:
-    """Serving functions around a trained ``ManMoeTagger``."""
+    """Serving functions around a trained MAN-MoE tagger."""
 
     def __init__(self, model, words, chars, tags, languages, max_chars, tokenizer="conll",
                  features=None):
@@ -70,3 +70,22 @@ class TaggerServing:
                  [tf.TensorSpec([None, None], tf.string, name="tokens"),
                   tf.TensorSpec([None], tf.int32, name="lengths"),
                   tf.TensorSpec([None], tf.string, name="language")])]
+
+
+def serving(trained, features):
+    """The serving module of a trained tagger (``workdir.Trained``) and its
+    export metadata; ``features``: the encoder's serving graph, if any."""
+    tags = trained.tags
+    module = TaggerServing(trained.model, trained.words, trained.chars, tags, trained.languages,
+                           trained.config.data.max_chars, features=features)
+    return module, {
+        "tags": tags.tags,
+        "signatures": {
+            "serving_default": {"inputs": {"text": "string [batch]",
+                                           "language": "string [batch]"}},
+            "tag_tokens": {"inputs": {"tokens": "string [batch, time]",
+                                      "lengths": "int32 [batch]",
+                                      "language": "string [batch]"}},
+            "outputs": {"tokens": "string [batch, time]", "tags": "string [batch, time]",
+                        "tag_scores": "float32 [batch, time]", "lengths": "int32 [batch]",
+                        "expert_weights": "float32 [batch, time, expert_languages]"}}}

@@ -21,6 +21,8 @@ fused path raises, and training never takes it.
 import keras
 import tensorflow as tf
 
+from man_tf.keras_internals import all_layers
+
 
 @keras.saving.register_keras_serializable(package="man_tf")
 class BidirectionalLSTM(keras.layers.Layer):
@@ -122,7 +124,7 @@ def _inference_only(x):
 def use_fused_inference(model):
     """Makes every :class:`BidirectionalLSTM` of ``model`` run the fused
     inference op (for serving graphs; outputs unchanged)."""
-    for layer in model._flatten_layers(include_self=True, recursive=True):
+    for layer in all_layers(model):
         if isinstance(layer, BidirectionalLSTM):
             layer.fused_inference = True
 

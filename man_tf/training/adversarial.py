@@ -31,6 +31,7 @@ The Keras GAN pattern (keras-io ``custom_train_step_in_tensorflow``)::
 import keras
 import tensorflow as tf
 
+from man_tf.keras_internals import OwnTrainFunction
 from man_tf.training import losses
 from man_tf.training.optimizers import LazyAdam
 
@@ -96,7 +97,7 @@ class _Ratio(keras.metrics.Metric):
 
 
 @keras.saving.register_keras_serializable(package="man_tf")
-class AdversarialModel(keras.Model):
+class AdversarialModel(OwnTrainFunction, keras.Model):
     """Wraps a built MAN-MoE model (tagger or classifier) for ``fit``.
 
     Args:
@@ -187,61 +188,6 @@ class AdversarialModel(keras.Model):
     def d_variables(self):
         """What ``d_optimizer`` updates: D's variables."""
         return self.man_moe.discriminator_variables()
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras (3.15, TF backend) peeks at a batch under a strategy to build
-        # unbuilt parts symbolically, and under MultiWorkerMirroredStrategy
-        # that peek fails (it reduces the batch's dicts). Everything here is
-        # built before fit: the model in __init__, both optimizers in compile,
-        # the trackers at creation.
-        return
-
-    # -- the data iterator, for exact resume ---------------------------------
-
-    def add_iterator_hook(self, hook):
-        """``hook(iterator)`` runs once for each new iterator ``fit`` draws
-        from, before its first element is read: a callback can restore the
-        iterator's position (exact resume) and checkpoint it later. A hook
-        added again (a callback reused by another ``fit``) runs once."""
-        hooks = self.__dict__.setdefault("_iterator_hooks", [])
-        if hook not in hooks:
-            hooks.append(hook)
-
-    def make_train_function(self, force=False):
-        """One ``fit`` step: the next batch of the iterator Keras hands over,
-        ``strategy.run(train_step)``, and the first replica's logs (all
-        replicas hold the same, all-reduced values; Keras' own reduction
-        averages them, which fails on scalars under
-        MultiWorkerMirroredStrategy in Keras 3.15). New iterators go through
-        the iterator hooks first. One trace serves every batch shape: the
-        iterator's element spec has unknown batch and time dimensions, so a
-        resumed run runs the same graph as an uninterrupted one."""
-        if self.train_function is not None and not force:
-            return self.train_function
-        strategy = self.distribute_strategy
-
-        def step_on_data(data):
-            outputs = strategy.run(self.train_step, args=(data,))
-            return {k: strategy.experimental_local_results(v)[0] for k, v in outputs.items()}
-
-        if self.jit_compile:
-            step_on_data = tf.function(step_on_data, jit_compile=True, reduce_retracing=True)
-
-        @tf.function(reduce_retracing=True)
-        def step_on_iterator(iterator):
-            return step_on_data(next(iterator))
-
-        seen = []
-
-        def train_function(iterator):
-            if not seen or seen[-1] is not iterator:
-                seen[:] = [iterator]
-                for hook in self.__dict__.get("_iterator_hooks", []):
-                    hook(iterator)
-            return step_on_iterator(iterator)
-
-        self.train_function = train_function
-        return train_function
 
     @property
     def metrics(self):

@@ -15,6 +15,7 @@ or decayed to zero by the last step (linear or cosine).
 import keras
 import tensorflow as tf
 
+from man_tf.keras_internals import adam_slots
 from man_tf.settings import LR_SCHEDULES
 
 
@@ -34,8 +35,7 @@ class LazyAdam(keras.optimizers.Adam):
         rows, position = tf.unique(gradient.indices)
         values = tf.math.unsorted_segment_sum(tf.cast(gradient.values, dtype), position,
                                               tf.shape(rows)[0])
-        index = self._get_variable_index(variable)
-        m, v = self._momentums[index], self._velocities[index]
+        m, v = adam_slots(self, variable)
         # Gather from the tf.Variable itself (ResourceGather): reading it densely
         # would copy the whole table (copy-on-read after sparse writes).
         m_rows = beta_1 * tf.gather(m.value, rows) + (1 - beta_1) * values

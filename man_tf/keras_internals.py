@@ -1,0 +1,83 @@
+"""Every use of Keras' private API in man_tf, in one place.
+
+Each piece says why it is needed; ``tests/test_keras_internals.py`` fails
+loudly if a Keras upgrade removes or reshapes what it relies on (checked on
+Keras 3.15 with the TensorFlow backend).
+"""
+
+import keras
+import tensorflow as tf
+
+
+def all_layers(model):
+    """Every layer inside ``model`` (itself included), however deep: Keras 3
+    has no public recursive walk (``Model.layers`` is one level)."""
+    return list(model._flatten_layers(include_self=True, recursive=True))
+
+
+def adam_slots(optimizer, variable):
+    """(first moment, second moment) variables that ``keras.optimizers.Adam``
+    keeps for ``variable``: a row-sparse update (``LazyAdam``) writes them
+    itself, and Keras exposes them only through private lists."""
+    index = optimizer._get_variable_index(variable)
+    return optimizer._momentums[index], optimizer._velocities[index]
+
+
+class OwnTrainFunction:
+    """A ``keras.Model`` mixin for a model that builds every variable before
+    ``fit`` and whose ``train_step`` all-reduces its own logs:
+
+    * ``_maybe_symbolic_build`` does nothing: Keras (3.15, TF backend) peeks
+      at a batch under a strategy to build unbuilt parts symbolically, and
+      under MultiWorkerMirroredStrategy that peek fails (it reduces the
+      batch's dicts);
+    * ``make_train_function`` runs ``strategy.run(train_step)`` and keeps the
+      first replica's logs (all replicas hold the same, all-reduced values;
+      Keras' own reduction averages them, which fails on scalars under
+      MultiWorkerMirroredStrategy in Keras 3.15). New iterators go through
+      the iterator hooks first (exact resume: a callback restores the
+      iterator's position before its first element is read). One trace
+      serves every batch shape.
+    """
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        return
+
+    def add_iterator_hook(self, hook):
+        """``hook(iterator)`` runs once for each new iterator ``fit`` draws
+        from, before its first element is read. A hook added again (a
+        callback reused by another ``fit``) runs once."""
+        hooks = self.__dict__.setdefault("_iterator_hooks", [])
+        if hook not in hooks:
+            hooks.append(hook)
+
+    def make_train_function(self, force=False):
+        if self.train_function is not None and not force:
+            return self.train_function
+        strategy = self.distribute_strategy
+
+        def step_on_data(data):
+            outputs = strategy.run(self.train_step, args=(data,))
+            return {k: strategy.experimental_local_results(v)[0] for k, v in outputs.items()}
+
+        if self.jit_compile:
+            step_on_data = tf.function(step_on_data, jit_compile=True, reduce_retracing=True)
+
+        @tf.function(reduce_retracing=True)
+        def step_on_iterator(iterator):
+            return step_on_data(next(iterator))
+
+        seen = []
+
+        def train_function(iterator):
+            if not seen or seen[-1] is not iterator:
+                seen[:] = [iterator]
+                for hook in self.__dict__.get("_iterator_hooks", []):
+                    hook(iterator)
+            return step_on_iterator(iterator)
+
+        self.train_function = train_function
+        return train_function
+
+
+assert issubclass(keras.Model, keras.layers.Layer)  # the mixin goes before keras.Model
