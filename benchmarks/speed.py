@@ -33,7 +33,7 @@ VARIANTS = {
 }
 
 
-def measure(overrides, steps, warmup, config_code="common.conll_config()"):
+def measure(overrides, steps, warmup, config_code="common.conll_config('words')"):
     """Runs in a fresh process so each variant gets its own TF runtime.
 
     ``config_code`` is a Python expression giving the config (default: the

@@ -41,7 +41,7 @@ def main():
         from benchmarks import amazon_3to1
         config = amazon_3to1.bench_config("books", "de")  # vocabulary is the same for every cell
     else:
-        config = common.conll_config()
+        config = common.conll_config("words")
     config.data.shared_word_table = False  # one .vec file per language
     args.out = args.out or os.path.join(common.ROOT, "workdirs", "usem3_vec" + (
         "_amazon" if args.task == "amazon" else ""))

@@ -3,12 +3,14 @@ its own dev split, score on its own test split (the upper bound a user
 compares cross-lingual transfer against; any tagger should do well here).
 
     man-tf-train --config=configs/conll_in_language.py:en --workdir=workdirs/in_en
+    man-tf-train --config=configs/conll_in_language.py:en,words ...   # word-vector input
 
 The language (``en`` by default; ``de``, ``es``, ``nl``) is the one labeled
 source; the "target" ``<lang>_self`` is the same language's files under a
 second name (train text read without labels, dev, test), because MAN-MoE
 needs a target distinct from its sources. Everything else is
-``configs/conll_ner.py``'s default setting.
+``configs/conll_ner.py``'s setting for the input after the comma
+(``encoder``, the default, or ``words``).
 """
 
 import os
@@ -20,8 +22,9 @@ from man_tf.config_files import load_config_file
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def get_config(language="en"):
-    config = load_config_file(os.path.join(HERE, "conll_ner.py"))
+def get_config(arg="en"):
+    language, _, inputs = arg.partition(",")
+    config = load_config_file(os.path.join(HERE, "conll_ner.py:" + (inputs or "encoder")))
     if language not in config.data.languages:
         raise ValueError(f"in-language config: {language!r} is not one of "
                          f"{list(config.data.languages)}")
