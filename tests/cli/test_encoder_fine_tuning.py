@@ -107,7 +107,7 @@ def test_fine_tuned_export_serves_the_evaluated_tags_with_its_own_layers(tuned):
 def test_fine_tuning_settings_are_checked():
     from man_tf.config_files import load_config_file
 
-    config = load_config_file(os.path.join(ROOT, "configs", "sample_ner.py"))
+    config = load_config_file(os.path.join(ROOT, "configs", "sample_ner.py") + ":words")
     config.model.encoder_trainable = True
     with pytest.raises(ConfigError, match="without model.encoder"):
         check_config(config)

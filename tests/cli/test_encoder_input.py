@@ -245,15 +245,16 @@ def test_classifier_with_encoder_input_trains_exports_and_serves(tmp_path, fine_
 
 
 def test_encoder_config_sections_set_the_encoder_input_and_nothing_else():
-    """``configs/<file>.py:encoder`` = the file's words config with the encoder
-    as input (what the benchmarks' encoder sections run)."""
+    """``configs/<file>.py`` (``:encoder``, the default) = the file's words
+    config with the encoder as input, and nothing else differs."""
     from man_tf.config_files import load_config_file
     for name in ("conll_ner", "amazon_cls"):
-        words, encoder = (load_config_file(f"configs/{name}.py:{inputs}").to_dict()
-                          for inputs in ("words", "encoder"))
+        words, encoder, default = (load_config_file(f"configs/{name}.py{inputs}").to_dict()
+                                   for inputs in (":words", ":encoder", ""))
+        assert default == encoder
         assert (encoder["model"].pop("encoder"), encoder["model"].pop("use_words")) == \
             ("e5-small", False)
         assert (words["model"].pop("encoder"), words["model"].pop("use_words")) == ("", True)
         assert encoder == words
-    with pytest.raises(ValueError, match="amazon_cls.py:bert: expected 'words' or 'encoder'"):
+    with pytest.raises(ValueError, match="inputs='bert': expected one of encoder, words"):
         load_config_file("configs/amazon_cls.py:bert")

@@ -20,7 +20,7 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 # Default precision (auto: mixed_bfloat16 on a CPU with bf16) and default
 # (non-deterministic) op settings: what a user runs. A decaying step size, so
 # that a resumed run matches only if it continues the curve where it was.
-SMALL = ["--config=configs/sample_ner.py", "--config.train.steps=60",
+SMALL = ["--config=configs/sample_ner.py:words", "--config.train.steps=60",
          "--config.train.eval_every=10", "--config.train.checkpoint_every=10",
          "--config.train.log_every=5", "--config.train.lr_schedule=linear"]
 

@@ -41,7 +41,7 @@ def write_vec(directory, lang, dim=DIM):
 
 def train(workdir, *flags, steps=2):
     return subprocess.run(
-        [sys.executable, "-m", "man_tf.cli.train", "--config=configs/sample_ner.py",
+        [sys.executable, "-m", "man_tf.cli.train", "--config=configs/sample_ner.py:words",
          f"--config.train.steps={steps}", "--config.train.eval_every=2",
          "--config.train.checkpoint_every=2", "--config.train.precision=float32",
          f"--workdir={workdir}", *flags],
@@ -85,7 +85,7 @@ def test_german_dev_test_words_with_vectors_join_the_vocabulary(tmp_path):
     from man_tf.data import loading
     from man_tf.config_files import load_config_file
 
-    config = load_config_file("sample_ner")
+    config = load_config_file("sample_ner:words")
     config.data.embeddings.de = write_vec(str(tmp_path), "de")
     data = loading.load_data(config)
     pretrained = loading.read_pretrained_vectors(config, data)

@@ -29,7 +29,7 @@ print(json.dumps({"labels": [x.decode() for x in out["label"].numpy()],
 
 def small_classifier_config(root, steps, eval_every):
     """music -> fr on a small real Webis-CLS-10 subset, 16-unit layers, float32."""
-    config = load_config("amazon_cls")
+    config = load_config("amazon_cls:words")
     config.data.root = small_webis(str(root / "webis"))
     config.domain, config.target = "music", "fr"
     config.data.dev_from_train, config.data.max_length = 20, 48

@@ -27,7 +27,7 @@ from tests.helpers import CLEAN_PROCESS_PREAMBLE, load_config
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
-    config = load_config("sample_ner")
+    config = load_config("sample_ner:words")
     config.train.steps = 60
     config.train.eval_every = 30
     workdir = str(root / "run")

@@ -33,13 +33,13 @@ def small_real_data(tmp_path_factory):
 
 
 def command(root, workdir, *extra):
-    flags = ["--config=configs/sample_ner.py", f"--config.data.root={root}",
+    flags = ["--config=configs/sample_ner.py:words", f"--config.data.root={root}",
              "--config.train.steps=4", "--config.train.eval_every=2",
              "--config.train.checkpoint_every=2", "--config.train.log_every=1",
              "--config.train.batch_size=4", "--config.train.precision=float32",
              "--config.train.deterministic=True", "--config.model.dropout=0.0",
              "--config.model.word_dropout=0.0", "--config.model.mlp_dropout=0.0",
-             "--config.model.discriminator_dropout=0.0",
+             "--config.model.discriminator_dropout=0.0", "--config.model.expert_dropout=0.0",
              # Random ops draw per replica: off, like dropout, to compare weights.
              "--config.model.unk_replacement=0.0",
              # The tolerances of assert_same are for this step size: the

@@ -1,4 +1,5 @@
-"""Older workdirs' config.json, written before the task-neutral names."""
+"""A workdir records its format; one written by an older man_tf is refused
+in one line, and a run's own workdir resumes."""
 
 import json
 
@@ -8,26 +9,27 @@ from man_tf.training import workdir as workdirs
 from tests.helpers import load_config
 
 
-def old_style(config):
-    """``config`` as a workdir of the earlier names stored it."""
-    stored = json.loads(config.to_json())
-    stored["model"]["use_tag_moe"] = stored["model"].pop("use_predictor_moe")
-    stored["model"]["tagger_layers"] = stored["model"].pop("predictor_layers")
-    stored["train"]["tag_gate_loss_weight"] = stored["train"].pop("predictor_gate_loss_weight")
-    return stored
-
-
-def test_an_old_workdir_resumes_and_loads_under_the_new_names(tmp_path):
+def test_an_older_workdir_is_refused_in_one_line(tmp_path):
     config = load_config("sample_ner")
-    config.model.use_predictor_moe = False
+    # What every workdir looked like before the format file: config.json alone.
     with open(tmp_path / "config.json", "w", encoding="utf-8") as f:
-        json.dump(old_style(config), f)
+        json.dump(json.loads(config.to_json()), f)
+    message = r"written by an older man_tf \(workdir format 1, this version reads 2\): " \
+              r"retrain with a new --workdir"
+    with pytest.raises(workdirs.WorkdirMismatch, match=message):
+        workdirs.check_resumable(str(tmp_path), config, has_checkpoint=True)
+    with pytest.raises(workdirs.WorkdirMismatch, match=message):
+        workdirs.load_config(str(tmp_path))
+    # Without a checkpoint there is nothing to resume: the run starts afresh.
+    workdirs.check_resumable(str(tmp_path), config, has_checkpoint=False)
+
+
+def test_a_current_workdir_resumes_and_a_changed_setting_is_named(tmp_path):
+    config = load_config("sample_ner")
+    workdirs.save_config(str(tmp_path), config)
     workdirs.check_resumable(str(tmp_path), config, has_checkpoint=True)  # no mismatch
-    loaded = workdirs.load_config(str(tmp_path))
-    assert loaded.model.use_predictor_moe is False
-    assert loaded.model.predictor_layers == config.model.predictor_layers
-    assert "use_tag_moe" not in loaded.model
-    # A real difference under an old name is still one.
-    config.model.use_predictor_moe = True
+    assert workdirs.load_config(str(tmp_path)).to_dict() == \
+        json.loads(config.to_json())
+    config.model.use_predictor_moe = False
     with pytest.raises(workdirs.WorkdirMismatch, match="model.use_predictor_moe"):
         workdirs.check_resumable(str(tmp_path), config, has_checkpoint=True)
