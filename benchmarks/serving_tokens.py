@@ -26,6 +26,33 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import common  # noqa: E402
 
+# How people type around punctuation: the raw text serving tokenization is
+# measured against.
+_NO_SPACE_BEFORE = {",", ".", ";", ":", "!", "?", ")", "]", "}", "'s", "'S", "n't", "%", "...",
+                    "'re", "'ve", "'ll", "'d", "'m", "»", "“"}
+_NO_SPACE_AFTER = {"(", "[", "{", "«", "„"}
+
+
+def detokenize(tokens):
+    """Tokens -> the text a person would type (no space before ``, . ) 's``
+    and the like, none after ``(``, double quotes hugging what they quote):
+    the raw text against which serving tokenization is measured."""
+    out, quote_open, glue_next = [], False, True
+    for token in tokens:
+        if token == '"':
+            quote_open = not quote_open
+            if quote_open:  # opening: space before, none after
+                out.append(("" if glue_next else " ") + token)
+                glue_next = True
+            else:
+                out.append(token)
+                glue_next = False
+            continue
+        glue = glue_next or token in _NO_SPACE_BEFORE
+        out.append(("" if glue else " ") + token)
+        glue_next = token in _NO_SPACE_AFTER
+    return "".join(out).strip()
+
 
 def offsets(text, tokens):
     """Start/end character of each token in ``text``, matching the tokens'
@@ -77,7 +104,6 @@ def main():
     from man_tf.data import loading
     from man_tf.training import workdir as workdirs
     from man_tf.evaluation import tagging
-    from man_tf.export.raw_text import detokenize
     from man_tf.export.tagger_serving import TaggerServing
 
     from man_tf.pretrained import encoder_inputs

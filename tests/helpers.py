@@ -145,3 +145,15 @@ def matmuls(function, *args):
     nodes = list(graph_def.node) + [node for f in graph_def.library.function
                                     for node in f.node_def]
     return sum(node.op in ("MatMul", "BatchMatMulV2") for node in nodes)
+
+
+def entity_counts(sentences):
+    """Counts entities by type in BIO2 sentences: ``{"PER": 2773, ...}``."""
+    counts = {}
+    for sentence in sentences:
+        for tag in sentence.tags:
+            prefix, entity_type = conll.split_tag(tag)
+            if prefix == "B":
+                counts[entity_type] = counts.get(entity_type, 0) + 1
+    return counts
+

@@ -1,9 +1,12 @@
-"""man-tf-export: write a trained tagger as a TensorFlow Serving SavedModel.
+"""man-tf-export: write a trained model (tagger or classifier) as a
+TensorFlow Serving SavedModel.
 
     man-tf-export --workdir=workdirs/de --export_base=saved_models/conll_de
 
-Writes ``<export_base>/<next version>/`` (never overwriting a version); see
-``man_tf/export/tagger_serving.py`` for the signatures.
+Writes ``<export_base>/<next version>/`` (never overwriting a version); the
+signatures are in ``man_tf/export/tagger_serving.py`` (tagging) and
+``man_tf/export/classifier_serving.py`` (classification), and in the
+export's ``assets.extra/man_tf.json``.
 """
 
 from absl import flags

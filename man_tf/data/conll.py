@@ -132,14 +132,3 @@ def read_conll(path, encoding=AUTO, bio2=True, labeled=True):
         raise DataError(path, 1, "empty file: expected CoNLL sentences "
                         "(one 'word ... tag' row per token, blank line between sentences)")
     return sentences
-
-
-def entity_counts(sentences):
-    """Counts entities by type in BIO2 sentences: ``{"PER": 2773, ...}``."""
-    counts = {}
-    for sentence in sentences:
-        for tag in sentence.tags:
-            prefix, entity_type = split_tag(tag)
-            if prefix == "B":
-                counts[entity_type] = counts.get(entity_type, 0) + 1
-    return counts

@@ -49,29 +49,3 @@ def conll_tokenize(text):
     for pattern, replacement in _RULES:
         text = tf.strings.regex_replace(text, pattern, replacement)
     return tf.strings.split(tf.strings.strip(text))
-
-
-_NO_SPACE_BEFORE = {",", ".", ";", ":", "!", "?", ")", "]", "}", "'s", "'S", "n't", "%", "...",
-                    "'re", "'ve", "'ll", "'d", "'m", "»", "“"}
-_NO_SPACE_AFTER = {"(", "[", "{", "«", "„"}
-
-
-def detokenize(tokens):
-    """Tokens -> the text a person would type (no space before ``, . ) 's``
-    and the like, none after ``(``, double quotes hugging what they quote):
-    the raw text against which serving tokenization is measured."""
-    out, quote_open, glue_next = [], False, True
-    for token in tokens:
-        if token == '"':
-            quote_open = not quote_open
-            if quote_open:  # opening: space before, none after
-                out.append(("" if glue_next else " ") + token)
-                glue_next = True
-            else:
-                out.append(token)
-                glue_next = False
-            continue
-        glue = glue_next or token in _NO_SPACE_BEFORE
-        out.append(("" if glue else " ") + token)
-        glue_next = token in _NO_SPACE_AFTER
-    return "".join(out).strip()

@@ -184,7 +184,7 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         where the checkpoint's run had got to. Only a ``tf.data.Iterator``
         (one replica) can be saved: a multi-replica iterator cannot, and a
         resumed multi-replica run draws batches from a stream seeded by its
-        step instead (see ``training_stream`` in run.py)."""
+        step instead (see ``pipeline.training_stream``)."""
         if not isinstance(iterator, tf.data.Iterator):
             return
         if self.resume_from and "iterator" in {

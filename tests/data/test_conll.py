@@ -2,11 +2,12 @@ import dataclasses
 
 import pytest
 
-from man_tf.data.conll import entity_counts, read_conll, split_long, to_bio2
+from man_tf.data.conll import read_conll, split_long, to_bio2
 from man_tf.data.errors import DataError
 from man_tf.data.textio import resolve_encoding
 from man_tf.data.vocab import TagVocabulary
 from tests.conftest import conll_file
+from tests.helpers import entity_counts
 
 # Sentences and tokens from ../shared/data/README.md.
 SIZES = {

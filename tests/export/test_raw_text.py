@@ -2,8 +2,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from benchmarks.serving_tokens import detokenize
 from man_tf.data import conll
-from man_tf.export.raw_text import conll_tokenize, detokenize
+from man_tf.export.raw_text import conll_tokenize
 from tests.conftest import conll_file
 
 

@@ -98,7 +98,7 @@ def real_sentences():
 @pytest.fixture(scope="module")
 def e5():
     from man_tf.pretrained.bert import e5_encoder
-    from man_tf.pretrained.unigram import UnigramTokenizer
+    from tests.pretrained.unigram_reference import UnigramTokenizer
 
     weights = read_e5()  # the pinned package's file, SHA-256 checked
     return weights, e5_encoder(weights), UnigramTokenizer(weights)

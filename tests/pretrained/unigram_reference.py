@@ -1,4 +1,4 @@
-"""The SentencePiece unigram segmentation of the bundled XLM-R vocabulary, in
+"""A reference for tests: the SentencePiece unigram segmentation of the bundled XLM-R vocabulary, in
 Python: the reference for the in-graph TF Text tokenizer and the word-piece
 aligner of feature extraction.
 
