@@ -67,9 +67,9 @@ for key, value in {model_overrides or {}!r}.items():
     config.model[key] = value
 strategy = strategies.make_strategy("default")
 precision = strategies.set_precision(config.train.precision)
-data = loading.load_data(config)
-words, chars, tags = loading.build_vocabularies(config, data)
-labeled, unlabeled = loading.encode_data(config, data, words, chars, tags)
+data = loading.load_data(config, tasks.task_of(config))
+words, chars, tags = loading.build_vocabularies(config, tasks.task_of(config), data)
+labeled, unlabeled = loading.encode_data(config, tasks.task_of(config), data, words, chars, tags)
 with strategy.scope():
     model = tasks.build_model(config, words.size, len(chars), len(tags), len(data.sources),
                                    list(words.offsets.values()))

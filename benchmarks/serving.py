@@ -57,6 +57,7 @@ def main():
     from man_tf import tasks
     from man_tf.pretrained import encoder_inputs
     from man_tf.data import loading
+    from man_tf.tasks import task_of
     from man_tf.data import pipeline
     from man_tf.export.saved_model import export_serving
     from man_tf.export.tagger_serving import TaggerServing
@@ -64,8 +65,8 @@ def main():
 
     config = common.conll_config(args.inputs)
     keras.mixed_precision.set_global_policy(args.precision)
-    data = loading.load_data(config, splits=("train", "dev"))
-    words, chars, tags = loading.build_vocabularies(config, data)
+    data = loading.load_data(config, task_of(config), splits=("train", "dev"))
+    words, chars, tags = loading.build_vocabularies(config, task_of(config), data)
     model = tasks.build_model(config, words.size, len(chars), len(tags), len(data.sources),
                                    list(words.offsets.values()))
     model.build_all()

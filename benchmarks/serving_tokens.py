@@ -102,6 +102,7 @@ def main():
     import tensorflow as tf
 
     from man_tf.data import loading
+    from man_tf.tasks import task_of
     from man_tf.training import workdir as workdirs
     from man_tf.evaluation import tagging
     from man_tf.export.tagger_serving import TaggerServing
@@ -112,7 +113,7 @@ def main():
     config, target = trained.config, trained.target
     # An encoder workdir: the encoder runs in the graph, as served.
     features = encoder_inputs.serving_word_features(config, dtype=args.precision)
-    sentences = loading.load_data(config, splits=("test",)).test[target]
+    sentences = loading.load_data(config, task_of(config), splits=("test",)).test[target]
     gold = [list(s.tokens) for s in sentences]
     texts = {"spaces": [" ".join(g) for g in gold], "typed": [detokenize(g) for g in gold]}
 

@@ -58,10 +58,11 @@ from man_tf.training.adversarial import AdversarialModel, distribute_stream
 strategies.configure_cpu_devices(config.train.num_cpu_devices)
 strategy = strategies.make_strategy(config.train.strategy)
 precision = strategies.set_precision(config.train.precision)
-data = loading.load_data(config)
-words, chars, tags = loading.build_vocabularies(config, data)
+data = loading.load_data(config, tasks.task_of(config))
+words, chars, tags = loading.build_vocabularies(config, tasks.task_of(config), data)
 features = encoder_inputs.encoder_features(config, "/nonexistent")
-labeled, unlabeled = loading.encode_data(config, data, words, chars, tags, features)
+labeled, unlabeled = loading.encode_data(config, tasks.task_of(config), data, words, chars, tags,
+                                         features)
 with strategy.scope():
     model = tasks.build_model(config, words.size, len(chars), len(tags), len(data.sources),
                                    list(words.offsets.values()))
@@ -85,7 +86,7 @@ for _ in range({steps}):
 float(logs["task_loss"])
 elapsed = time.perf_counter() - start
 max_length = (config.data.max_length or None) if config.get("task") == "classification" else None
-corpus = loading.encode_split(config, data.dev[data.target], data.target,
+corpus = loading.encode_split(config, tasks.task_of(config), data.dev[data.target], data.target,
                                  data.languages.index(data.target), words, chars, tags, max_length,
                                  features)
 predict = inference.make_predict_fn(model)

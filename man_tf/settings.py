@@ -63,8 +63,6 @@ LR_SCHEDULES = ("constant", "linear", "cosine")
 def check_config(config):
     """Settings no run can work with, as one line each (before any file is
     read or written)."""
-    from man_tf.tasks import task_of
-    task_of(config)  # a known task
     train = config.train
     positive = {"train.steps": train.steps, "train.batch_size": train.batch_size,
                 "train.log_every": train.log_every, "train.eval_every": train.eval_every,

@@ -23,6 +23,7 @@ class Task:
     cuts_dev_from_train = False  # whether data.dev_from_train applies
     splits_long_inputs = False   # whether data.long_sentences=split may cut an input
     serving_module = ""          # man_tf.export module whose serving() exports it
+    client_reader = ""           # man_tf.export.client function that reads its answers
 
     def read(self, path, labeled, encoding):
         """One data file -> ``conll.Sentence`` list (labels read if ``labeled``)."""
@@ -41,10 +42,6 @@ class Task:
 
     def label_arguments(self, examples, labels):
         """``pipeline.encode``'s keyword arguments for the labels of ``examples``."""
-        raise NotImplementedError
-
-    def client_predictions(self, loaded, metadata, lines, language, tokenized, batch_size):
-        """Dicts, one per input line, from a loaded export (``man-tf-predict``)."""
         raise NotImplementedError
 
     @property
@@ -91,7 +88,7 @@ class Tagging(Task):
 
     name, metric, metric_name, predictions_suffix = "tagging", "f1", "F1", ".conll"
     splits_long_inputs = True
-    serving_module = "man_tf.export.tagger_serving"
+    serving_module, client_reader = "man_tf.export.tagger_serving", "tag_lines"
     # The authors' --lowercase_char runs: German capitalises every noun, so
     # case says little about names there.
     lowercase_char_targets = ("de",)
@@ -113,10 +110,6 @@ class Tagging(Task):
 
     def label_arguments(self, examples, labels):
         return {"tags": labels}
-
-    def client_predictions(self, loaded, metadata, lines, language, tokenized, batch_size):
-        from man_tf.export import client
-        return client.tag_lines(loaded, metadata, lines, language, tokenized, batch_size)
 
     @property
     def head_class(self):
@@ -155,7 +148,7 @@ class Classification(Task):
     name, metric, metric_name, predictions_suffix = "classification", "acc", "accuracy", ".tsv"
     # The authors' protocol: the target's dev reviews are cut from its train file.
     cuts_dev_from_train = True
-    serving_module = "man_tf.export.classifier_serving"
+    serving_module, client_reader = "man_tf.export.classifier_serving", "classify_lines"
 
     def read(self, path, labeled, encoding):
         from man_tf.data import loading
@@ -167,10 +160,6 @@ class Classification(Task):
 
     def label_arguments(self, examples, labels):
         return {"labels": [example.label for example in examples]}
-
-    def client_predictions(self, loaded, metadata, lines, language, tokenized, batch_size):
-        from man_tf.export import client
-        return client.classify_lines(loaded, metadata, lines, language, batch_size)
 
     def eval_max_length(self, config):
         # Documents are read up to the training length, as served.
@@ -193,7 +182,7 @@ class Classification(Task):
         # Through load_data: the target's dev set may be cut from its train
         # file (data.dev_from_train, the authors' protocol).
         from man_tf.data import loading
-        data = loading.load_data(config, splits=(split,))
+        data = loading.load_data(config, self, splits=(split,))
         store = data.dev if split == "dev" else data.test
         if language not in store:
             raise ConfigError(f"{language} has no {split!r} data in the config; pass --input")

@@ -11,7 +11,6 @@ import keras
 import pytest
 import tensorflow as tf
 
-import man_tf
 from man_tf import layers as L
 from man_tf.models import building
 from man_tf.models.adversary import LanguageAdversary
@@ -19,7 +18,8 @@ from man_tf.models.backbone import Backbone
 from man_tf.models.head import SentenceHead, TokenHead
 from man_tf.models.man_moe import ManMoeModel
 from man_tf.pretrained import bert
-from man_tf.pretrained.encoder_inputs import EncoderSettings, read_weights
+from man_tf.pretrained.encoder_inputs import EncoderSettings
+from man_tf.pretrained.weights import read_weights
 from man_tf.pretrained.word_features import TrainableWordFeatures
 from man_tf.tasks import TASKS
 from man_tf.training.adversarial import AdversarialModel

@@ -61,6 +61,7 @@ def main(argv):
             settings.resolve_data_root(
                 config, config_flags.get_config_filename(FLAGS["config"]),
                 typed=any(a.startswith("--config.data.root") for a in argv))
+        tasks.task_of(config)  # a known task
         settings.check_config(config)
         os.makedirs(workdir, exist_ok=True)
         name = log_file_name(json.loads(os.environ.get("TF_CONFIG", "{}")))

@@ -1,6 +1,10 @@
 """From a config to data and vocabularies: reading every configured file,
 building the word/character/tag vocabularies, encoding corpora for the
 pipeline (with the encoder's word features when the model reads them).
+
+What differs between tasks (how a file is read, how labels are built and
+encoded, whether the dev set is cut from train) is asked of the ``task``
+(a ``man_tf.tasks.Task``) the caller passes.
 """
 
 import dataclasses
@@ -12,7 +16,6 @@ from man_tf.data import conll, embeddings, pipeline, plaintext, reviews, vocab
 from man_tf.data.errors import DataError
 from man_tf.pretrained.encoder_inputs import is_trainable
 from man_tf.settings import ConfigError, data_path, resolve_languages
-from man_tf.tasks import task_of
 
 
 def tokenize_texts(texts, batch=2000):
@@ -87,12 +90,11 @@ class Data:
         return [*self.sources, self.target]
 
 
-def load_data(config, splits=("train", "dev", "test")):
+def load_data(config, task, splits=("train", "dev", "test")):
     """Reads every configured file. The target's training text is read with
     ``labeled=False``: its tag column is never parsed."""
     sources, target = resolve_languages(config)
     encoding = config.data.encoding
-    task = task_of(config)
     read = lambda paths, labeled: read_files(task, paths, labeled, encoding)
     data = Data(sources, target, {}, {}, {}, {})
     for lang in data.languages:
@@ -140,12 +142,12 @@ def class_vocabulary():
     return vocab.LabelVocabulary(list(reviews.LABELS))
 
 
-def lowercase_chars(config):
+def lowercase_chars(config, task):
     """``data.lowercase_chars``, or where it is None (the default) the
     task's per-target choice (the authors' for NER: lowercase for German)."""
     value = config.data.lowercase_chars
     if value is None:
-        return task_of(config).default_lowercase_chars(config.target)
+        return task.default_lowercase_chars(config.target)
     return bool(value)
 
 
@@ -190,7 +192,7 @@ def read_pretrained_vectors(config, data):
     return found
 
 
-def build_vocabularies(config, data, pretrained=None):
+def build_vocabularies(config, task, data, pretrained=None):
     """Word, character and tag (or class) vocabularies. Words: every word of
     the training text, plus, for a language with pretrained vectors, every
     word of its dev/test files that has a vector (``pretrained`` from
@@ -207,8 +209,8 @@ def build_vocabularies(config, data, pretrained=None):
         shared=shared_word_table(config), lowercase=lowercase,
         min_count=config.data.min_count, extra_words=extra)
     every = [s for lang in data.languages for s in data.unlabeled[lang]]
-    chars = vocab.CharVocabulary.build(every, lowercase=lowercase_chars(config))
-    return words, chars, task_of(config).training_labels(data)
+    chars = vocab.CharVocabulary.build(every, lowercase=lowercase_chars(config, task))
+    return words, chars, task.training_labels(data)
 
 
 def _split_logged(sentences, max_length, lang, name):
@@ -219,7 +221,7 @@ def _split_logged(sentences, max_length, lang, name):
     return pieces
 
 
-def encode_data(config, data, words, chars, tags, features=None):
+def encode_data(config, task, data, words, chars, tags, features=None):
     """-> (labeled corpora by source, unlabeled corpora by language);
     ``features`` from :func:`encoder_features`."""
     ids = {lang: i for i, lang in enumerate(data.languages)}
@@ -227,7 +229,7 @@ def encode_data(config, data, words, chars, tags, features=None):
     mode = config.data.long_sentences
     if mode not in ("truncate", "split", "error"):
         raise ConfigError(f"data.long_sentences={mode!r}: expected truncate, split or error")
-    if mode == "split" and not task_of(config).splits_long_inputs:
+    if mode == "split" and not task.splits_long_inputs:
         raise ConfigError(f"data.long_sentences=split is for tagging; a {config.task} input "
                           f"cut in pieces would repeat its label: use truncate")
     labeled_text, unlabeled_text = data.labeled, data.unlabeled
@@ -245,8 +247,8 @@ def encode_data(config, data, words, chars, tags, features=None):
                                          for lang, sentences in store.items()}
         labeled_text = cut_store(data.labeled, "labeled")
         unlabeled_text = cut_store(data.unlabeled, "unlabeled")
-    labeled = {lang: encode_split(config, labeled_text[lang], lang, ids[lang], words, chars,
-                                  tags, max_length, features)
+    labeled = {lang: encode_split(config, task, labeled_text[lang], lang, ids[lang], words,
+                                  chars, tags, max_length, features)
                for lang in data.sources}
     unlabeled = {lang: pipeline.encode(
         unlabeled_text[lang], lang, ids[lang], words, chars, None, config.data.max_chars,
@@ -262,7 +264,7 @@ def encode_data(config, data, words, chars, tags, features=None):
     return labeled, unlabeled
 
 
-def encode_split(config, sentences, language, language_id, words, chars, tags,
+def encode_split(config, task, sentences, language, language_id, words, chars, tags,
                  max_length=None, features=None):
     """Labeled sentences -> an ``EncodedCorpus`` with tags (tagging) or
     document labels (classification), and encoder features if ``features``."""
@@ -274,4 +276,4 @@ def encode_split(config, sentences, language, language_id, words, chars, tags,
     return pipeline.encode(sentences, language, language_id, words, chars,
                            max_chars=config.data.max_chars, max_length=max_length,
                            features=values, keep_tokens=keep,
-                           **task_of(config).label_arguments(sentences, tags))
+                           **task.label_arguments(sentences, tags))

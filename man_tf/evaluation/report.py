@@ -19,8 +19,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from man_tf.tasks import TASKS  # noqa: E402
-
 
 def read_history(path):
     """metrics.jsonl -> list of dicts; the last record per (kind, step, language)
@@ -96,9 +94,10 @@ def write_report(workdir, output_dir=None):
                   if r["language"] == language]
         ax.plot(*zip(*points), marker="o", label=language)
     ax.set_xlabel("step")
-    task = TASKS[results["task"]]
-    ax.set_ylabel(task.metric_name)
-    ax.set_title(f"dev {task.metric_name}")
+    # results.json names the run's selection metric (its task's).
+    metric, name = results["metric"], results["metric_name"]
+    ax.set_ylabel(name)
+    ax.set_title(f"dev {name}")
     if dev:
         ax.legend()
     fig.tight_layout()
@@ -106,7 +105,6 @@ def write_report(workdir, output_dir=None):
     fig.savefig(written[-1], dpi=100)
     plt.close(fig)
 
-    metric, name = task.metric, task.metric_name
     lines = [f"# What to share: {', '.join(sources)} -> {target}", "",
              f"Best checkpoint: step {results['best_step']} of {results['steps']}; "
              f"{target} dev {name} {results.get(f'dev_{metric}', float('nan')):.2f}, "

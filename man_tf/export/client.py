@@ -30,12 +30,14 @@ def predict_lines(model_dir, lines, language, tokenized=False, batch_size=64):
     loaded = tf.saved_model.load(model_dir)
     with open(os.path.join(model_dir, "assets.extra", "man_tf.json"), encoding="utf-8") as f:
         metadata = json.load(f)
-    task = TASKS[metadata["task"]]
-    yield from task.client_predictions(loaded, metadata, lines, language, tokenized, batch_size)
+    read = READERS[TASKS[metadata["task"]].client_reader]
+    yield from read(loaded, metadata, lines, language, tokenized, batch_size)
 
 
-def classify_lines(loaded, metadata, lines, language, batch_size):
-    """A classifier export's answers, one dict per line."""
+def classify_lines(loaded, metadata, lines, language, tokenized, batch_size):
+    """A classifier export's answers, one dict per line (``tokenized`` is
+    a tagger's option: a document is always raw text)."""
+    del tokenized
     import tensorflow as tf
 
     experts, classes = metadata["expert_languages"], metadata["classes"]
@@ -79,6 +81,10 @@ def tag_lines(loaded, metadata, lines, language, tokenized, batch_size):
                    "tags": [t.decode("utf-8") for t in out["tags"][row, :n]],
                    "scores": [round(float(s), 4) for s in out["tag_scores"][row, :n]],
                    "expert_weights": {e: round(float(w), 4) for e, w in zip(experts, weights)}}
+
+
+# The task names its reader (man_tf.tasks.Task.client_reader).
+READERS = {f.__name__: f for f in (classify_lines, tag_lines)}
 
 
 class PredictError(ValueError):

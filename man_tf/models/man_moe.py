@@ -12,8 +12,6 @@ either from a config.
 import keras
 import tensorflow as tf
 
-from man_tf.models.adversary import LanguageAdversary
-from man_tf.models.backbone import Backbone
 from man_tf.models.head import MoeHead
 
 def _concat_batches(a, b):

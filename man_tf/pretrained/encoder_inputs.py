@@ -4,6 +4,7 @@
 import dataclasses
 import os
 
+from man_tf.pretrained.weights import read_weights
 from man_tf.settings import ENCODERS, ConfigError, encoder_layers
 
 
@@ -40,21 +41,6 @@ def _e5_weights_and_layers(config):
         raise ConfigError(f"model.encoder_layers={layers}: the encoder weights "
                           f"({preset or 'bundled'}) have {weights.layers} layers")
     return weights, layers
-
-
-def read_weights(preset=""):
-    """The encoder's weights: the bundled file's (``preset=""``) or a
-    keras-hub preset's with the bundled tokenizer; one-line errors."""
-    from man_tf.pretrained import e5_file
-
-    try:
-        weights = e5_file.read_e5()
-        if preset:
-            from man_tf.pretrained import keras_hub_weights
-            weights = keras_hub_weights.read_preset(preset, weights)
-    except e5_file.WeightsFileError as e:
-        raise ConfigError(str(e)) from None
-    return weights
 
 
 def serving_word_features(config, dtype="float32"):

@@ -270,7 +270,7 @@ class TrainableWordFeatures(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config):
-        from man_tf.pretrained.encoder_inputs import read_weights
+        from man_tf.pretrained.weights import read_weights
         return cls(read_weights(config.get("preset", "")), **config)
 
     def constant_variables(self):

@@ -32,7 +32,7 @@ def evaluate(workdir, split="test", input_path=None, language=None, which="best"
     else:
         examples = task.read_labeled(config, input_path, labels)
         name = f"{language}.{os.path.basename(input_path)}"
-    corpus = loading.encode_split(config, examples, language, languages.index(language),
+    corpus = loading.encode_split(config, task, examples, language, languages.index(language),
                                   trained.words, trained.chars, labels,
                                   task.eval_max_length(config),
                                   encoder_inputs.encoder_features(config, workdir))

@@ -82,7 +82,7 @@ def _vocabularies(config, workdir, data, pretrained, resuming, task):
         logging.info("resuming: vocabularies from %s", os.path.join(workdir, workdirs.VOCAB_FILE))
         words, chars, labels = vocab.load_vocabularies(workdir, task.label_vocabulary)
     else:
-        words, chars, labels = loading.build_vocabularies(config, data, pretrained)
+        words, chars, labels = loading.build_vocabularies(config, task, data, pretrained)
     for lang in data.languages:
         logging.info("%s: %d labeled, %d unlabeled, %d dev, %d test sentences; %d words",
                      lang, len(data.labeled.get(lang, [])), len(data.unlabeled[lang]),
@@ -103,7 +103,7 @@ def _evaluation_sets(config, data, task, vocabularies, features):
     max_length = task.eval_max_length(config)
 
     def encoded(sentences, lang):
-        return sentences, loading.encode_split(config, sentences, lang,
+        return sentences, loading.encode_split(config, task, sentences, lang,
                                                data.languages.index(lang), words, chars,
                                                labels, max_length, features)
 
@@ -170,12 +170,12 @@ def build_experiment(config, workdir):
     from man_tf.training import checkpoints, strategy as strategies
     from man_tf.training import workdir as workdirs
 
+    task = tasks.task_of(config)
     settings.check_config(config)
     strategy, precision = _runtime(config)
     replicas = strategy.num_replicas_in_sync
     os.makedirs(workdir, exist_ok=True)
-    task = tasks.task_of(config)
-    data = loading.load_data(config)
+    data = loading.load_data(config, task)
     # Read before anything is written: a wrong file or dimension stops here.
     pretrained = loading.read_pretrained_vectors(config, data)
     latest = checkpoints.checkpoint_path(workdir, "latest")
@@ -183,7 +183,8 @@ def build_experiment(config, workdir):
     resuming = latest is not None and os.path.exists(os.path.join(workdir, workdirs.VOCAB_FILE))
     words, chars, labels = _vocabularies(config, workdir, data, pretrained, resuming, task)
     features = encoder_inputs.encoder_features(config, workdir)
-    labeled, unlabeled = loading.encode_data(config, data, words, chars, labels, features)
+    labeled, unlabeled = loading.encode_data(config, task, data, words, chars, labels,
+                                             features)
     eval_sets, final_sets = _evaluation_sets(config, data, task, (words, chars, labels),
                                              features)
     _check_batches_split(config, data, replicas)
@@ -308,7 +309,9 @@ def finish(experiment):
     best_path = checkpoints.checkpoint_path(e.write_dir, "best") or e.state.latest.latest_checkpoint
     checkpoints.restore_model(e.model, best_path)
     metric, sources = e.task.metric, e.data.sources
-    results = {"task": e.task.name, "target": e.data.target, "sources": sources, "steps": int(config.train.steps),
+    results = {"task": e.task.name, "metric": metric, "metric_name": e.task.metric_name,
+               "target": e.data.target, "sources": sources,
+               "steps": int(config.train.steps),
                "best_step": int(e.state.best_step.numpy()), "checkpoint": best_path,
                "precision": e.precision, "replicas": e.strategy.num_replicas_in_sync,
                "embeddings": {k: v for k, v in config.data.embeddings.items() if v}

@@ -135,6 +135,7 @@ def _training_step_matmuls(remat):
     from man_tf import tasks
     from man_tf.config_files import load_config_file
     from man_tf.data import loading, pipeline
+    from man_tf.tasks import task_of
     from man_tf.training.adversarial import AdversarialModel
 
     config = load_config_file(os.path.join(ROOT, "configs", "sample_ner.py"))
@@ -143,9 +144,9 @@ def _training_step_matmuls(remat):
     config.model.encoder_trainable, config.model.encoder_remat = True, remat
     check_config(config)
     tf.keras.utils.set_random_seed(1)
-    data = loading.load_data(config)
-    words, chars, tags = loading.build_vocabularies(config, data)
-    labeled, unlabeled = loading.encode_data(config, data, words, chars, tags)
+    data = loading.load_data(config, task_of(config))
+    words, chars, tags = loading.build_vocabularies(config, task_of(config), data)
+    labeled, unlabeled = loading.encode_data(config, task_of(config), data, words, chars, tags)
     model = tasks.build_model(config, words.size, len(chars), len(tags), len(data.sources),
                               list(words.offsets.values()))
     trainer = AdversarialModel(model, len(data.languages))

@@ -183,6 +183,7 @@ def test_classifier_with_encoder_input_trains_exports_and_serves(tmp_path, fine_
     from man_tf.export.from_workdir import export
     from man_tf.training.train import train as train_in_process
     from man_tf.data import loading, pipeline
+    from man_tf.tasks import task_of
     from man_tf.data.reviews import read_reviews
     from man_tf.models import inference
     from man_tf.pretrained import encoder_inputs
@@ -207,7 +208,7 @@ def test_classifier_with_encoder_input_trains_exports_and_serves(tmp_path, fine_
                                          "test.review"))[:count]
         sentences = [conll.Sentence(t or ("",), None, d.source, d.label) for t, d in
                      zip(loading.tokenize_texts([d.text for d in docs]), docs)]
-        corpus = loading.encode_split(config, sentences, language,
+        corpus = loading.encode_split(config, task_of(config), sentences, language,
                                       trained.languages.index(language), trained.words,
                                       trained.chars, trained.tags, config.data.max_length,
                                       encoder_inputs.encoder_features(trained.config, workdir))

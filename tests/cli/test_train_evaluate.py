@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from man_tf.data import loading
+from man_tf.tasks import task_of
 from man_tf import settings
 from man_tf.training.evaluate import evaluate
 from man_tf.training.train import train
@@ -76,12 +77,12 @@ def test_plain_text_unlabeled_target(tmp_path, write):
     text = write("de.txt", "Angela Weber besuchte Berlin .\n\nDie Bahn fährt nach Hamburg .\n")
     config = small_config(10)
     config.data.languages.de.unlabeled = text
-    data = loading.load_data(config)
+    data = loading.load_data(config, task_of(config))
     assert [s.tokens[0] for s in data.unlabeled["de"]] == ["Angela", "Die"]
     assert all(s.tags is None for s in data.unlabeled["de"])
     config.data.languages.en.train = text
     with pytest.raises(settings.ConfigError, match="a plain-text file has no tags"):
-        loading.load_data(config)
+        loading.load_data(config, task_of(config))
 
 
 def test_profile_steps_write_a_trace(tmp_path):
@@ -132,7 +133,7 @@ def test_classification_trains_through_the_same_command(tmp_path):
         config.model[field] = 16
     config.model.word_dim = 16
     config.train.steps, config.train.eval_every, config.train.batch_size = 20, 10, 4
-    data = loading.load_data(config)
+    data = loading.load_data(config, task_of(config))
     assert data.sources == ["de", "en", "fr"] and "jp" not in data.labeled
     assert len(data.dev["jp"]) == 20 and sum(s.label for s in data.dev["jp"]) == 10
     assert len(data.unlabeled["jp"]) == 3 * 40  # every domain's train text, labels unread

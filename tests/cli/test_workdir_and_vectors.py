@@ -7,7 +7,6 @@ import sys
 import zlib
 
 import numpy as np
-import pytest
 
 from man_tf.data import conll
 from tests.helpers import ROOT, SAMPLE
@@ -83,13 +82,14 @@ def test_readme_vec_command_gives_each_language_its_own_vectors(tmp_path):
 
 def test_german_dev_test_words_with_vectors_join_the_vocabulary(tmp_path):
     from man_tf.data import loading
+    from man_tf.tasks import task_of
     from man_tf.config_files import load_config_file
 
     config = load_config_file("sample_ner:words")
     config.data.embeddings.de = write_vec(str(tmp_path), "de")
-    data = loading.load_data(config)
+    data = loading.load_data(config, task_of(config))
     pretrained = loading.read_pretrained_vectors(config, data)
-    words, _, _ = loading.build_vocabularies(config, data, pretrained)
+    words, _, _ = loading.build_vocabularies(config, task_of(config), data, pretrained)
     train_words = {w.lower() for s in data.unlabeled["de"] for w in s.tokens}
     test_only = [w.lower() for s in data.test["de"] for w in s.tokens
                  if w.lower() not in train_words]

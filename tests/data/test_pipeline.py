@@ -91,15 +91,16 @@ def test_evaluation_batches_cover_every_sentence_once(corpora):
 
 def test_encode_data_splits_long_training_sentences_when_asked():
     from man_tf.data import loading
+    from man_tf.tasks import task_of
     from man_tf import settings
     from tests.helpers import load_config
 
     config = load_config("sample_ner")
-    data = loading.load_data(config)
-    words, chars, tags = loading.build_vocabularies(config, data)
-    whole, _ = loading.encode_data(config, data, words, chars, tags)
+    data = loading.load_data(config, task_of(config))
+    words, chars, tags = loading.build_vocabularies(config, task_of(config), data)
+    whole, _ = loading.encode_data(config, task_of(config), data, words, chars, tags)
     config.data.max_length, config.data.long_sentences = 6, "split"
-    cut, cut_unlabeled = loading.encode_data(config, data, words, chars, tags)
+    cut, cut_unlabeled = loading.encode_data(config, task_of(config), data, words, chars, tags)
     for lang in data.sources:
         assert whole[lang].lengths.max() > 6 >= cut[lang].lengths.max()
         # every token and tag is still there, in order
@@ -109,4 +110,4 @@ def test_encode_data_splits_long_training_sentences_when_asked():
     assert cut_unlabeled[data.target].lengths.max() <= 6
     config.data.long_sentences = "chop"
     with pytest.raises(settings.ConfigError, match="expected truncate, split or error"):
-        loading.encode_data(config, data, words, chars, tags)
+        loading.encode_data(config, task_of(config), data, words, chars, tags)

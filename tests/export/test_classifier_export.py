@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from man_tf.data import loading
+from man_tf.tasks import task_of
 from man_tf.training import workdir as workdirs
 from man_tf.export.from_workdir import export
 from man_tf.export.client import predict_lines
@@ -57,7 +58,7 @@ def test_clean_process_labels_match_the_in_memory_model(exported):
     trained = workdirs.load_trained(workdir)
     sentences = [conll.Sentence(t or ("",), None, d.source, d.label) for t, d in
                  zip(loading.tokenize_texts([d.text for d in documents]), documents)]
-    corpus = loading.encode_split(config, sentences, "fr", trained.languages.index("fr"),
+    corpus = loading.encode_split(config, task_of(config), sentences, "fr", trained.languages.index("fr"),
                                      trained.words, trained.chars, trained.tags,
                                      config.data.max_length)
     ids = inference.predict_corpus(inference.make_predict_fn(trained.model),
