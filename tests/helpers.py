@@ -72,9 +72,10 @@ def load_config(name):
 
 
 def sample_config(steps, every, log_every):
-    """The sample NER config for a short run: dev evaluation and checkpoints
+    """The sample NER config with word vectors (the loop is under test here,
+    not the input) for a short run: dev evaluation and checkpoints
     every ``every`` steps, a log line every ``log_every``."""
-    config = load_config("sample_ner")
+    config = load_config("sample_ner:words")
     config.train.steps = steps
     config.train.eval_every = every
     config.train.checkpoint_every = every

@@ -278,7 +278,7 @@ class AdversarialModel(OwnTrainFunction, keras.Model):
             task = losses.per_language_mean(
                 losses.negative_log_likelihood(outputs["log_probs"], labels), mask,
                 language, self.num_languages)
-            total = task
+            supervised = task  # task loss + weighted gate losses
             logs["task_loss"] = task
             logs["task_correct"], logs["task_count"] = losses.correct_and_count(
                 outputs["log_probs"], labels, mask)
@@ -288,21 +288,22 @@ class AdversarialModel(OwnTrainFunction, keras.Model):
                 gate_loss = losses.per_language_mean(
                     losses.cross_entropy(outputs[key], unit_language), mask, language,
                     self.num_languages)
-                total += weight * gate_loss
+                supervised += weight * gate_loss
                 logs[f"{name}_loss"] = gate_loss
                 logs[f"{name}_correct"], _ = losses.correct_and_count(
                     outputs[key], unit_language, mask)
             if self.adversarial:
                 adversarial, _, _ = self._language_loss(
                     outputs["adversarial_logits"], unlabeled, outputs["adversarial_mask"])
-                # Through the reversal layer: minimising this trains D's input,
-                # F_s, to *raise* D's loss, scaled by λ.
-                objective = total - tf.cast(self.lambd, total.dtype) * adversarial
-                total += adversarial
+                # L_D reaches F_s through the reversal layer, which turns its
+                # gradient into -λ ∂L_D/∂F_s: differentiating supervised + L_D
+                # descends supervised - λ·L_D (the objective, logged) for F_s.
+                differentiated = supervised + adversarial
+                objective = supervised - tf.cast(self.lambd, supervised.dtype) * adversarial
                 logs["adversarial_d_loss"] = adversarial
             else:
-                objective = total
-            scaled = self._scaled(self.optimizer, total)
+                differentiated = objective = supervised
+            scaled = self._scaled(self.optimizer, differentiated)
         main = self.main_variables
         encoder = self.encoder_variables if self.encoder_optimizer is not None else []
         grads = tape.gradient(scaled, main + encoder)
@@ -315,9 +316,6 @@ class AdversarialModel(OwnTrainFunction, keras.Model):
             dense = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
                      for g in grads[len(main):]]
             self.encoder_optimizer.apply_gradients(zip(dense, encoder))
-        # What the main update descends, as seen from F_s: task + gate losses
-        # - λ·L_D. (``total`` differentiates to the same gradients, the
-        # reversal layer flipping and scaling L_D's, but its value adds +L_D.)
         logs["total_loss"] = objective
         return logs
 

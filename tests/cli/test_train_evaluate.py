@@ -59,7 +59,7 @@ def test_command_line(tmp_path):
     workdir = str(tmp_path / "cli")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     done = subprocess.run(
-        [sys.executable, "-m", "man_tf.cli.train", "--config=configs/sample_ner.py",
+        [sys.executable, "-m", "man_tf.cli.train", "--config=configs/sample_ner.py:words",
          "--config.train.steps=20", "--config.train.eval_every=10", f"--workdir={workdir}"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -67,7 +67,7 @@ def test_command_line(tmp_path):
     log = open(os.path.join(workdir, "train.log"), encoding="utf-8").read()
     assert "step 20/20" in log and "done: best step" in log
     bad = subprocess.run(
-        [sys.executable, "-m", "man_tf.cli.train", "--config=configs/sample_ner.py",
+        [sys.executable, "-m", "man_tf.cli.train", "--config=configs/sample_ner.py:words",
          "--config.target=xx", f"--workdir={workdir}x"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "target 'xx' has no data" in bad.stderr
@@ -88,7 +88,7 @@ def test_plain_text_unlabeled_target(tmp_path, write):
 def test_profile_steps_write_a_trace(tmp_path):
     workdir = str(tmp_path / "profile")
     done = subprocess.run(
-        [sys.executable, "-m", "man_tf.cli.train", "--config=configs/sample_ner.py",
+        [sys.executable, "-m", "man_tf.cli.train", "--config=configs/sample_ner.py:words",
          "--config.train.steps=6", "--config.train.eval_every=6", "--profile_steps=2,4",
          f"--workdir={workdir}"],
         cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True,
