@@ -123,7 +123,7 @@ def small_webis(root, per_file=40):
 
 def test_classification_trains_through_the_same_command(tmp_path):
     root = small_webis(str(tmp_path / "webis"))
-    config = load_config("amazon_cls")
+    config = load_config("amazon_cls:words")
     config.data.root = root
     config.domain, config.target = "dvd", "jp"
     config.data.dev_from_train = 20

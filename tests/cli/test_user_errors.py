@@ -133,7 +133,7 @@ def test_relative_data_root_resolves_one_documented_way(tmp_path):
 def test_train_command_works_from_another_directory(tmp_path):
     # configs/sample_ner.py from a different current directory; the sample's
     # root is absolute, so this checks the command and the workdir paths.
-    done = command("train", f"--config={ROOT}/configs/sample_ner.py", "--workdir=w",
+    done = command("train", f"--config={ROOT}/configs/sample_ner.py:words", "--workdir=w",
                    "--config.train.steps=2", "--config.train.eval_every=2", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "w" / "results.json").exists()
