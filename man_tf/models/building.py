@@ -65,7 +65,7 @@ def build_model(config, task, num_words, num_chars, num_labels, num_sources,
     (:mod:`man_tf.tasks`); ``word_block_starts``: ``WordVocabulary.offsets``
     values; ``word_features``: a fine-tuned encoder layer, if any."""
     routed = route_fields(config.model, task.head_class)
-    encoder = EncoderSettings(**routed[EncoderSettings])
+    encoder = _construct(EncoderSettings, routed[EncoderSettings])
     backbone = _construct(Backbone, dict(
         routed[Backbone], num_words=num_words, num_chars=num_chars,
         word_block_starts=tuple(word_block_starts),

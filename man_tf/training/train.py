@@ -195,7 +195,7 @@ def build_experiment(config, workdir):
     with strategy.scope():
         model = tasks.build_model(config, words.size, len(chars), len(labels),
                                   len(data.sources), list(words.offsets.values()))
-        model.build_all()
+        model.build()  # its variables; the trainer makes its one dummy call
         # Before the optimizers are built: frozen vectors stay out of them.
         coverage = building.load_pretrained_embeddings(config, model, words, pretrained)
         trainer, main_rate = _compiled_trainer(config, model, len(data.languages))
