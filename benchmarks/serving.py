@@ -67,7 +67,7 @@ def main():
     keras.mixed_precision.set_global_policy(args.precision)
     data = loading.load_data(config, task_of(config), splits=("train", "dev"))
     words, chars, tags = loading.build_vocabularies(config, task_of(config), data)
-    model = tasks.build_model(config, words.size, len(chars), len(tags), len(data.sources),
+    model = tasks.build_model(config, words.size, len(chars), tags.tags, len(data.sources),
                                    list(words.offsets.values()))
     model.build_all()
     serving = TaggerServing(model, words, chars, tags, data.languages, config.data.max_chars,

@@ -64,7 +64,7 @@ features = encoder_inputs.encoder_features(config, "/nonexistent")
 labeled, unlabeled = loading.encode_data(config, tasks.task_of(config), data, words, chars, tags,
                                          features)
 with strategy.scope():
-    model = tasks.build_model(config, words.size, len(chars), len(tags), len(data.sources),
+    model = tasks.build_model(config, words.size, len(chars), tags.tags, len(data.sources),
                                    list(words.offsets.values()))
     trainer = AdversarialModel(model, len(data.languages), config.train.lambd,
                                config.train.discriminator_steps)

@@ -48,6 +48,12 @@ def get_config(inputs="encoder"):
     # mixture on mean target dev F1 (benchmarks/results/conll_3to1.md,
     # variant prob_mixture).
     model.predictor_mixture = "log_probabilities"
+    # The tagger's output: "softmax" (a tag per token) or "crf" (a
+    # linear-chain CRF on C's mixed scores). bio_decoding: decode the best
+    # BIO-valid tag sequence (Viterbi; no I-X after O or another type);
+    # False: argmax per token (softmax) or unconstrained Viterbi (crf).
+    model.output_layer = "softmax"
+    model.bio_decoding = True
 
     train = config.train
     # At the 1,000-3,000 iterations a CPU affords, 2e-3 learns faster than

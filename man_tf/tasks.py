@@ -199,13 +199,13 @@ class Classification(Task):
 TASKS = {task.name: task for task in (Tagging(), Classification())}
 
 
-def build_model(config, num_words, num_chars, num_labels, num_sources, word_block_starts=(0,)):
-    """The config's task's MAN-MoE model (``num_labels``: tags or classes)."""
+def build_model(config, num_words, num_chars, labels, num_sources, word_block_starts=(0,)):
+    """The config's task's MAN-MoE model (``labels``: the tag or class names)."""
     from man_tf.models import building
     from man_tf.pretrained import encoder_inputs
     word_features = (encoder_inputs.trainable_word_features(config)
                      if encoder_inputs.is_trainable(config) else None)
-    return building.build_model(config, task_of(config), num_words, num_chars, num_labels,
+    return building.build_model(config, task_of(config), num_words, num_chars, labels,
                                 num_sources, word_block_starts, word_features)
 
 

@@ -55,8 +55,8 @@ def tiny_model(vocabularies, seed=0, task="tagging", num_sources=len(SOURCES), l
     words, chars, tags = vocabularies
     keras.utils.set_random_seed(seed)
     config = tiny_config(task, lambd, **overrides)
-    num_labels = tags if isinstance(tags, int) else len(tags)
-    model = building.build_model(config, TASKS[task], words.size, len(chars), num_labels,
+    labels = tuple(f"class{i}" for i in range(tags)) if isinstance(tags, int) else tags.tags
+    model = building.build_model(config, TASKS[task], words.size, len(chars), labels,
                                  num_sources)
     model.build_all()
     return model
@@ -158,3 +158,12 @@ def entity_counts(sentences):
                 counts[entity_type] = counts.get(entity_type, 0) + 1
     return counts
 
+
+def valid_bio(tags):
+    """True when no I-X starts a sentence or follows O or another type."""
+    previous = "O"
+    for tag in tags:
+        if tag.startswith("I-") and previous[2:] != tag[2:]:
+            return False
+        previous = tag
+    return True

@@ -34,11 +34,11 @@ BATCH = {"words": tf.constant([[3, 4, 5, 6], [7, 8, 0, 0]]),
          "lengths": LENGTHS}
 
 
-def _parts(task):
+def _parts(task, **overrides):
     """The tiny config's parts, as ``build_model`` makes them."""
-    config = tiny_config("tagging" if task == "tagging" else "classification")
-    return building.build_model(config, TASKS[task], num_words=12, num_chars=9, num_labels=3,
-                                num_sources=2)
+    config = tiny_config("tagging" if task == "tagging" else "classification", **overrides)
+    return building.build_model(config, TASKS[task], num_words=12, num_chars=9,
+                                labels=("O", "B-X", "I-X"), num_sources=2)
 
 
 def _backbone_outputs(backbone):
@@ -111,6 +111,21 @@ def test_every_layer_has_a_case():
 def test_round_trip(cls):
     make, call = CASES[cls]
     run_layer_test(make, call)
+
+
+def test_crf_head_round_trips_with_its_transitions():
+    def make():
+        head = _parts("tagging", output_layer="crf").head
+        head.build()
+        for weight in (head.transitions, head.start_scores, head.end_scores):
+            weight.assign(tf.random.stateless_normal(weight.shape, seed=[7, 8]) * 5)
+        return head
+
+    def decoded(head):
+        outputs = _head_call(head)
+        return {**outputs, "ids": head.decode(outputs)}
+
+    run_layer_test(make, decoded)
 
 
 def test_fine_tuned_encoder_round_trips_with_its_weights_read_again():

@@ -26,6 +26,10 @@ def define_flags():
     flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint.")
     flags.DEFINE_string("output", None,
                         "Output path prefix (default: <workdir>/eval/<language>.<split>).")
+    flags.DEFINE_bool("bio_decoding", None,
+                      "A tagger's decoding: true, the best BIO-valid tag sequence; false, "
+                      "argmax per token (or a CRF's unconstrained Viterbi). Default: the "
+                      "model's config.model.bio_decoding.")
     flags.mark_flag_as_required("workdir")
 
 
@@ -38,7 +42,7 @@ def main(argv):
     with user_errors("man-tf-evaluate"):
         task = task_of(workdirs.load_config(FLAGS.workdir))
         scores, output = evaluate(FLAGS.workdir, FLAGS.split, FLAGS.input, FLAGS.language,
-                                  FLAGS.checkpoint, FLAGS.output)
+                                  FLAGS.checkpoint, FLAGS.output, FLAGS.bio_decoding)
     print(f"{task.metric_name} {scores.primary:.2f}; predictions in "
           f"{output}{task.predictions_suffix}, scores in {output}.json")
 

@@ -2,8 +2,9 @@
 
 * ``serving_default``: ``text`` (string ``[batch]``) + ``language`` (string
   ``[batch]``, a trained language code) -> ``tokens``, ``tags`` (padded
-  strings ``[batch, time]``, ``""`` past each sentence), ``tag_scores``
-  (probability of each predicted tag), ``lengths`` (int32 ``[batch]``), and
+  strings ``[batch, time]``, ``""`` past each sentence; the model's
+  decoding: by default the best BIO-valid sequence), ``tag_scores``
+  (C's probability of each predicted tag), ``lengths`` (int32 ``[batch]``), and
   ``expert_weights`` (``[batch, time, sources]``: C's gate, how much each
   source-language expert contributed to each token; the sources' order is in
   ``assets.extra/man_tf.json``).
@@ -46,9 +47,10 @@ class TaggerServing:
         outputs = self.model(inputs, training=False)
         mask = outputs["mask"]
         probs = tf.exp(tf.cast(outputs["log_probs"], tf.float32))
-        ids = tf.argmax(probs, axis=-1, output_type=tf.int32)
+        # The decoding evaluation uses (BIO-valid Viterbi by default).
+        ids = self.model.head.decode(outputs)
         tags = tf.where(mask, tf.gather(self.tag_strings, ids), "")
-        scores = tf.where(mask, tf.reduce_max(probs, axis=-1), 0.0)
+        scores = tf.where(mask, tf.gather(probs, ids, batch_dims=2), 0.0)
         gate = tf.nn.softmax(tf.cast(outputs["gate_logits"], tf.float32), axis=-1)
         gate = gate * tf.cast(mask, tf.float32)[..., None]
         shape = tf.shape(inputs["words"])

@@ -25,16 +25,18 @@ from man_tf.settings import ConfigError
 
 
 def constructor_arguments(part):
-    """The names a part takes: a dataclass's fields, or a layer's keyword
-    arguments (Keras' own, such as ``name``, left out)."""
+    """The names a part takes: a dataclass's fields, or the keyword-only
+    arguments of a layer's and its man_tf base classes' constructors (a
+    subclass passes its base's on as ``**kwargs``; Keras' own, such as
+    ``name``, are left out)."""
     if dataclasses.is_dataclass(part):
         return [f.name for f in dataclasses.fields(part)]
-    for cls in part.__mro__:  # a subclass may pass its arguments on as **kwargs
-        names = [name for name, p in inspect.signature(cls.__init__).parameters.items()
-                 if p.kind == p.KEYWORD_ONLY]
-        if names:
-            return names
-    return []
+    names = []
+    for cls in part.__mro__:
+        if cls.__module__.startswith("man_tf.") and "__init__" in vars(cls):
+            names += [name for name, p in inspect.signature(cls.__init__).parameters.items()
+                      if p.kind == p.KEYWORD_ONLY and name not in names]
+    return names
 
 
 def route_fields(model_config, head_class):
@@ -59,10 +61,11 @@ def _construct(part, arguments):
         raise ConfigError(f"config.model: cannot build {part.__name__}: {e}") from None
 
 
-def build_model(config, task, num_words, num_chars, num_labels, num_sources,
+def build_model(config, task, num_words, num_chars, labels, num_sources,
                 word_block_starts=(0,), word_features=None):
     """The config's MAN-MoE model (not yet built) for ``task``
-    (:mod:`man_tf.tasks`); ``word_block_starts``: ``WordVocabulary.offsets``
+    (:mod:`man_tf.tasks`); ``labels``: the label names (tags or classes) in
+    id order; ``word_block_starts``: ``WordVocabulary.offsets``
     values; ``word_features``: a fine-tuned encoder layer, if any."""
     routed = route_fields(config.model, task.head_class)
     encoder = _construct(EncoderSettings, routed[EncoderSettings])
@@ -74,7 +77,7 @@ def build_model(config, task, num_words, num_chars, num_labels, num_sources,
         num_encoder_layers=len(encoder.encoder_layers), word_features=word_features,
         name="backbone"))
     head = _construct(task.head_class, dict(
-        routed[task.head_class], num_outputs=num_labels, num_sources=num_sources,
+        routed[task.head_class], labels=tuple(labels), num_sources=num_sources,
         shared_dim=backbone.shared_hidden, private_dim=backbone.private_dim, name="head"))
     adversary = _construct(LanguageAdversary, dict(
         routed[LanguageAdversary], num_languages=num_sources + 1,

@@ -16,7 +16,7 @@ much of each source expert to use. ``use_predictor_moe=False`` makes C one MLP.
 import keras
 import tensorflow as tf
 
-from man_tf.layers import AttentionPooling, MixtureOfExperts
+from man_tf.layers import AttentionPooling, MixtureOfExperts, crf
 
 
 class MoeHead(keras.layers.Layer):
@@ -27,17 +27,19 @@ class MoeHead(keras.layers.Layer):
 
     ``shared_dim`` / ``private_dim`` are the backbone's F_s and F_p sizes
     (``private_dim=0``: no F_p), ``num_sources`` the number of experts,
-    ``num_outputs`` of labels; the rest are ``config.model`` fields.
+    ``labels`` the label names (tags or classes, in id order); the rest are
+    ``config.model`` fields.
     ``predictor_hidden=0``: C's hidden layers are as wide as its input.
     """
 
     label_key = None  # the batch field holding this head's labels
 
-    def __init__(self, *, num_outputs, num_sources, shared_dim, private_dim, expert_hidden,
+    def __init__(self, *, labels, num_sources, shared_dim, private_dim, expert_hidden,
                  expert_dropout, private_moe_layers, predictor_hidden, predictor_layers,
                  mlp_dropout, use_predictor_moe, predictor_mixture, **kwargs):
         super().__init__(**kwargs)
-        self.num_outputs, self.num_sources = int(num_outputs), int(num_sources)
+        self.labels, self.num_sources = tuple(map(str, labels)), int(num_sources)
+        self.num_outputs = len(self.labels)
         self.shared_dim, self.private_dim = int(shared_dim), int(private_dim)
         self.expert_hidden, self.expert_dropout = int(expert_hidden), float(expert_dropout)
         self.private_moe_layers = int(private_moe_layers)
@@ -84,8 +86,18 @@ class MoeHead(keras.layers.Layer):
                                                                       training=training)
         return outputs
 
+    def unit_losses(self, outputs, labels):
+        """The task loss of each unit (token or sentence): ``[batch(, time)]``,
+        averaged per language over real units by the trainer."""
+        labels = tf.cast(labels, tf.int32)
+        return -tf.gather(outputs["log_probs"], labels, batch_dims=labels.shape.rank)
+
+    def decode(self, outputs):
+        """The predicted label ids of each unit: int32 ``[batch(, time)]``."""
+        return tf.argmax(outputs["log_probs"], axis=-1, output_type=tf.int32)
+
     def get_config(self):
-        return {**super().get_config(), "num_outputs": self.num_outputs,
+        return {**super().get_config(), "labels": self.labels,
                 "num_sources": self.num_sources, "shared_dim": self.shared_dim,
                 "private_dim": self.private_dim, "expert_hidden": self.expert_hidden,
                 "expert_dropout": self.expert_dropout,
@@ -99,9 +111,41 @@ class MoeHead(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package="man_tf")
 class TokenHead(MoeHead):
     """A label per token (tagging): ``log_probs`` ``[batch, time, labels]``,
-    gates ``[batch, time, experts]``, ``mask`` the token mask."""
+    gates ``[batch, time, experts]``, ``mask`` the token mask.
+
+    ``output_layer``: "softmax" (each token's tag on its own; loss: each
+    token's negative log-likelihood) or "crf" (a linear-chain CRF whose
+    emissions are C's mixed log-probabilities, with learned transition,
+    start and end scores; loss: the sentence's negative log-likelihood,
+    shared out over its tokens). ``bio_decoding``: decode the best
+    BIO-valid sequence (Viterbi under the constraints of
+    :func:`man_tf.layers.crf.bio_constraints`); False: argmax per token
+    (softmax) or unconstrained Viterbi (crf).
+    """
 
     label_key = "tags"
+    OUTPUT_LAYERS = ("softmax", "crf")
+
+    def __init__(self, *, output_layer, bio_decoding, **kwargs):
+        super().__init__(**kwargs)
+        if output_layer not in self.OUTPUT_LAYERS:
+            raise ValueError(f"output_layer={output_layer!r}: expected one of "
+                             f"{', '.join(self.OUTPUT_LAYERS)}")
+        self.output_layer, self.bio_decoding = output_layer, bool(bio_decoding)
+        allowed, allowed_start = crf.bio_constraints(self.labels)
+        self._constraints = crf.constraint_scores(allowed, allowed_start)
+
+    def build(self, input_shape=None):
+        if self.output_layer == "crf":
+            k = self.num_outputs
+            # float32 whatever the policy: the forward algorithm sums many.
+            self.transitions = self.add_weight(name="transitions", shape=(k, k),
+                                               initializer="zeros", autocast=False)
+            self.start_scores = self.add_weight(name="start_scores", shape=(k,),
+                                                initializer="zeros", autocast=False)
+            self.end_scores = self.add_weight(name="end_scores", shape=(k,),
+                                              initializer="zeros", autocast=False)
+        super().build(input_shape)
 
     def unit_shape(self, dim):
         return (None, None, dim)
@@ -109,6 +153,44 @@ class TokenHead(MoeHead):
     def pool(self, shared, private, lengths, mask, outputs):
         outputs["mask"] = mask
         return shared, private
+
+    def _chain(self):
+        """(transitions, start, end) float32: the CRF's learned scores (or
+        none), plus the BIO constraints when decoding with them."""
+        k = self.num_outputs
+        if self.output_layer == "crf":
+            chain = [tf.convert_to_tensor(w) for w in
+                     (self.transitions, self.start_scores, self.end_scores)]
+        else:
+            chain = [tf.zeros([k, k]), tf.zeros([k]), tf.zeros([k])]
+        if self.bio_decoding:
+            chain[0] += self._constraints[0]
+            chain[1] += self._constraints[1]
+        return chain
+
+    def unit_losses(self, outputs, labels):
+        if self.output_layer == "softmax":
+            return super().unit_losses(outputs, labels)
+        mask = outputs["mask"]
+        transitions, start, end = (tf.convert_to_tensor(w) for w in
+                                   (self.transitions, self.start_scores, self.end_scores))
+        # Trained without the constraints: a piece of a split sentence may
+        # start inside an entity (I-X first), which they would score -inf.
+        nll = -crf.crf_log_likelihood(outputs["log_probs"], labels, mask, transitions, start,
+                                      end)
+        lengths = tf.reduce_sum(tf.cast(mask, tf.float32), axis=1, keepdims=True)
+        per_token = nll[:, None] / tf.maximum(lengths, 1.0)
+        return tf.broadcast_to(per_token, tf.shape(mask))
+
+    def decode(self, outputs):
+        if self.output_layer == "softmax" and not self.bio_decoding:
+            return super().decode(outputs)
+        path, _ = crf.viterbi_decode(outputs["log_probs"], outputs["mask"], *self._chain())
+        return path
+
+    def get_config(self):
+        return {**super().get_config(), "output_layer": self.output_layer,
+                "bio_decoding": self.bio_decoding}
 
 
 @keras.saving.register_keras_serializable(package="man_tf")

@@ -7,13 +7,14 @@ import tensorflow as tf
 
 
 def make_predict_fn(model):
-    """A compiled forward pass: batch -> ids ``[batch, time]``, C's gate weights
+    """A compiled forward pass: batch -> ids ``[batch, time]`` (the head's
+    decoding: BIO-valid Viterbi, a CRF's, or argmax), C's gate weights
     ``[batch, time, experts]`` (tagging) and the mask."""
 
     @tf.function(reduce_retracing=True)
     def predict(batch):
         outputs = model(batch, training=False)
-        result = {"ids": tf.argmax(outputs["log_probs"], axis=-1, output_type=tf.int32),
+        result = {"ids": model.head.decode(outputs),
                   "probs": tf.exp(outputs["log_probs"]),
                   "gate": tf.nn.softmax(outputs["gate_logits"], axis=-1),
                   "mask": outputs["mask"]}

@@ -276,7 +276,7 @@ class AdversarialModel(OwnTrainFunction, keras.Model):
             mask = outputs["mask"]
             unit_language = losses.broadcast_rows(language, mask)
             task = losses.per_language_mean(
-                losses.negative_log_likelihood(outputs["log_probs"], labels), mask,
+                model.head.unit_losses(outputs, labels), mask,
                 language, self.num_languages)
             supervised = task  # task loss + weighted gate losses
             logs["task_loss"] = task

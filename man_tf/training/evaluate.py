@@ -6,11 +6,13 @@
 import os
 
 
-def evaluate(workdir, split="test", input_path=None, language=None, which="best", output=None):
+def evaluate(workdir, split="test", input_path=None, language=None, which="best", output=None,
+             bio_decoding=None):
     """Scores the target's (or ``language``'s) ``split``, or the labeled file
     ``input_path`` (CoNLL for a tagger; ``.review`` XML or ``label<TAB>text``
     for a classifier); prints the task's report and writes
     ``<output>.conll`` / ``.tsv`` (gold, predicted, ...) and ``<output>.json``.
+    ``bio_decoding`` overrides a tagger's decoding (see ``load_trained``).
     Returns ``(scores, output prefix)``."""
     from man_tf import settings, tasks
     from man_tf.data import loading, pipeline
@@ -19,7 +21,7 @@ def evaluate(workdir, split="test", input_path=None, language=None, which="best"
     from man_tf.pretrained import encoder_inputs
     from man_tf.training import workdir as workdirs
 
-    trained = workdirs.load_trained(workdir, which)
+    trained = workdirs.load_trained(workdir, which, bio_decoding=bio_decoding)
     config, labels, languages = trained.config, trained.tags, trained.languages
     task = tasks.task_of(config)
     language = language or trained.target

@@ -47,11 +47,6 @@ def broadcast_rows(row_values, like):
     return tf.broadcast_to(row_values, tf.shape(like))
 
 
-def negative_log_likelihood(log_probs, labels):
-    """``[..., classes]`` log-probabilities and ``[...]`` int labels -> ``[...]``."""
-    return -tf.gather(log_probs, labels, batch_dims=labels.shape.rank)
-
-
 def cross_entropy(logits, labels):
     return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
 

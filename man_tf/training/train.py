@@ -193,7 +193,7 @@ def build_experiment(config, workdir):
     tf.keras.utils.set_random_seed(config.seed)
     write_dir = strategies.worker_dir(workdir, strategy)
     with strategy.scope():
-        model = tasks.build_model(config, words.size, len(chars), len(labels),
+        model = tasks.build_model(config, words.size, len(chars), labels.tags,
                                   len(data.sources), list(words.offsets.values()))
         model.build()  # its variables; the trainer makes its one dummy call
         # Before the optimizers are built: frozen vectors stay out of them.

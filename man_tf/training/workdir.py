@@ -23,7 +23,7 @@ VOCAB_FILE = "vocab.json"
 # The layout of what a run writes (config fields, model, checkpoint keys);
 # raised whenever they change shape, so an older workdir is refused in one line.
 FORMAT_FILE = "workdir.json"
-WORKDIR_FORMAT = 2
+WORKDIR_FORMAT = 3
 
 # Fields a resumed run may change: how long, how often to log, evaluate and
 # save, how to run (devices, precision, compilation), and where the encoder
@@ -141,18 +141,25 @@ class Trained:
         return [*self.sources, self.target]
 
 
-def load_trained(workdir, which="best", precision=None):
+def load_trained(workdir, which="best", precision=None, bio_decoding=None):
     """Rebuilds the model of a workdir and restores its ``best``/``latest``
-    checkpoint. ``precision`` overrides the config's dtype policy."""
+    checkpoint. ``precision`` overrides the config's dtype policy,
+    ``bio_decoding`` a tagger's ``model.bio_decoding`` (how tags are read
+    from the scores; the weights are the same either way)."""
     from man_tf.data import vocab
     from man_tf.tasks import build_model, task_of
     from man_tf.training import checkpoints, strategy as strategies
 
     config = load_config(workdir)
+    if bio_decoding is not None:
+        if "bio_decoding" not in config.model:
+            raise ConfigError(f"{workdir}: bio_decoding is a tagger's setting; this model is "
+                              f"a {config.task} model")
+        config.model.bio_decoding = bool(bio_decoding)
     strategies.set_precision(precision or config.train.precision)
     sources, target = resolve_languages(config)
     words, chars, tags = vocab.load_vocabularies(workdir, task_of(config).label_vocabulary)
-    model = build_model(config, words.size, len(chars), len(tags), len(sources),
+    model = build_model(config, words.size, len(chars), tags.tags, len(sources),
                         list(words.offsets.values()))
     model.build_all()
     path = checkpoints.checkpoint_path(workdir, which)

@@ -147,7 +147,7 @@ def _training_step_matmuls(remat):
     data = loading.load_data(config, task_of(config))
     words, chars, tags = loading.build_vocabularies(config, task_of(config), data)
     labeled, unlabeled = loading.encode_data(config, task_of(config), data, words, chars, tags)
-    model = tasks.build_model(config, words.size, len(chars), len(tags), len(data.sources),
+    model = tasks.build_model(config, words.size, len(chars), tags.tags, len(data.sources),
                               list(words.offsets.values()))
     trainer = AdversarialModel(model, len(data.languages))
     trainer.compile()

@@ -12,7 +12,7 @@ from man_tf.tasks import task_of
 from man_tf import settings
 from man_tf.training.evaluate import evaluate
 from man_tf.training.train import train
-from tests.helpers import ROOT, load_config, sample_config
+from tests.helpers import ROOT, load_config, sample_config, valid_bio
 
 
 def small_config(steps=40):
@@ -36,12 +36,53 @@ def test_train_evaluate_and_resume(tmp_path):
     assert scores.f1 == pytest.approx(results["test_f1"])
     lines = open(output + ".conll", encoding="utf-8").read().splitlines()
     assert lines[0].split()[0] == "Eva" and len(lines[0].split()) == 3
+    assert all(map(valid_bio, predicted_sentences(output + ".conll")))
 
     # Rerunning with a larger budget resumes from step 40.
     more = train(small_config(60), workdir)
     assert more["steps"] == 60
     log = open(os.path.join(workdir, "results.json")).read()
     assert '"steps": 60' in log
+
+
+def predicted_sentences(path):
+    """The predicted tags (last column) of an evaluation's ``.conll`` file."""
+    sentences = [[]]
+    for line in open(path, encoding="utf-8"):
+        if line.strip():
+            sentences[-1].append(line.split()[-1])
+        elif sentences[-1]:
+            sentences.append([])
+    return [s for s in sentences if s]
+
+
+def test_crf_tagger_trains_evaluates_and_serves_what_it_scored(tmp_path):
+    import tensorflow as tf
+    from man_tf.data import conll
+    from man_tf.export.from_workdir import export
+    config = small_config(40)
+    config.model.output_layer = "crf"
+    workdir = str(tmp_path / "crf")
+    results = train(config, workdir)
+    scores, output = evaluate(workdir, "test")
+    assert scores.f1 == pytest.approx(results["test_f1"])
+    evaluated = predicted_sentences(output + ".conll")
+    assert all(map(valid_bio, evaluated))
+    # The CRF learned transitions: not all zero after 40 steps.
+    from man_tf.training.workdir import load_trained
+    assert float(tf.reduce_max(tf.abs(load_trained(workdir).model.head.transitions))) > 0
+    # Served through the export's tag_tokens: the tags evaluation scored.
+    served = tf.saved_model.load(export(workdir, str(tmp_path / "export")))
+    sentences = conll.read_conll(settings.data_path(config, "de", "test"))
+    tokens = [list(s.tokens) for s in sentences]
+    width = max(map(len, tokens))
+    out = served.signatures["tag_tokens"](
+        tokens=tf.constant([t + [""] * (width - len(t)) for t in tokens]),
+        lengths=tf.constant([len(t) for t in tokens], tf.int32),
+        language=tf.constant(["de"] * len(tokens)))
+    tags = [[t.decode() for t in row[:n]] for row, n in zip(out["tags"].numpy(),
+                                                           out["lengths"].numpy())]
+    assert tags == evaluated
 
 
 def test_config_errors_are_clear(tmp_path):

@@ -21,7 +21,7 @@ from man_tf.export import saved_model
 from man_tf.models import inference
 from man_tf.training import checkpoints
 from tests.conftest import conll_file
-from tests.helpers import CLEAN_PROCESS_PREAMBLE, load_config
+from tests.helpers import CLEAN_PROCESS_PREAMBLE, load_config, valid_bio
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def in_memory_tags(workdir, sentences, language):
     config = workdirs.load_config(workdir)
     sources, target = settings.resolve_languages(config)
     words, chars, tags = vocab.load_vocabularies(workdir)
-    model = tasks.build_model(config, words.size, len(chars), len(tags), len(sources),
+    model = tasks.build_model(config, words.size, len(chars), tags.tags, len(sources),
                                    list(words.offsets.values()))
     model.build_all()
     checkpoints.restore_model(model, checkpoints.checkpoint_path(workdir))
@@ -95,6 +95,8 @@ def test_clean_process_matches_the_in_memory_model(exported):
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["tag_tokens"] == expected
+    # The default decoding: no I-X after O or another type, served or evaluated.
+    assert all(map(valid_bio, expected + result["serving_default"]))
     # Raw text: where the in-graph tokenizer splits as CoNLL did, the tags match.
     same_split = [i for i, split in enumerate(result["split"]) if split == tokens[i]]
     assert len(same_split) >= 10

@@ -19,7 +19,8 @@ from tests.helpers import tiny_config
 MODELS = {"tagger": ("tagging", {}),
           "classifier": ("classification", {}),
           "tagger_mlp_d_no_private": ("tagging", dict(use_private=False, discriminator="mlp",
-                                                      use_predictor_moe=False))}
+                                                      use_predictor_moe=False)),
+          "tagger_crf": ("tagging", dict(output_layer="crf"))}
 BATCH = {"words": tf.ones([2, 4], tf.int32), "chars": tf.ones([2, 4, 3], tf.int32),
          "lengths": tf.constant([4, 2])}
 
@@ -27,8 +28,8 @@ BATCH = {"words": tf.ones([2, 4], tf.int32), "chars": tf.ones([2, 4, 3], tf.int3
 def _model(name):
     task, overrides = MODELS[name]
     config = tiny_config(task, **overrides)
-    return building.build_model(config, TASKS[task], num_words=30, num_chars=10, num_labels=5,
-                                num_sources=3)
+    return building.build_model(config, TASKS[task], num_words=30, num_chars=10,
+                                labels=("O", "B-A", "I-A", "B-B", "I-B"), num_sources=3)
 
 
 def _config_files():
@@ -48,7 +49,7 @@ def test_every_model_field_reaches_exactly_one_constructor_argument(name):
     routed = building.route_fields(config.model, task_of(config).head_class)
     taken = [field for arguments in routed.values() for field in arguments]
     assert sorted(taken) == sorted(config.model.keys())
-    model = building.build_model(config, task_of(config), 40, 12, 3, 3)
+    model = building.build_model(config, task_of(config), 40, 12, ("O", "B-A", "I-A"), 3)
     parts = {type(model.backbone): model.backbone, type(model.head): model.head,
              type(model.adversary): model.adversary}
     for part, arguments in routed.items():
@@ -67,7 +68,7 @@ def test_a_field_no_part_takes_is_an_error_and_a_missing_one_too():
     config = tiny_config()
     del config.model["expert_hidden"]
     with pytest.raises(ConfigError, match="expert_hidden"):
-        building.build_model(config, TASKS["tagging"], 30, 10, 5, 3)
+        building.build_model(config, TASKS["tagging"], 30, 10, ("O", "B-A", "I-A"), 3)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

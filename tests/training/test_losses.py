@@ -1,7 +1,7 @@
 import numpy as np
 import tensorflow as tf
 
-from man_tf.training.losses import negative_log_likelihood, per_language_mean
+from man_tf.training.losses import per_language_mean
 
 
 def test_per_language_mean_matches_hand_computation():
@@ -16,9 +16,3 @@ def test_sentence_level_values():
     values = tf.constant([1.0, 3.0, 5.0])
     got = per_language_mean(values, tf.ones([3], tf.bool), tf.constant([1, 1, 0]), 2)
     np.testing.assert_allclose(got.numpy(), 2.0 + 5.0)
-
-
-def test_nll_picks_the_label():
-    log_probs = tf.math.log(tf.constant([[[0.2, 0.8], [0.6, 0.4]]]))
-    np.testing.assert_allclose(negative_log_likelihood(log_probs, tf.constant([[1, 0]])).numpy(),
-                               -np.log([[0.8, 0.6]]), rtol=1e-6)

@@ -142,9 +142,10 @@ def test_gate_loss_targets_are_source_ids_in_source_order(data):
     np.testing.assert_allclose(float(logs["gate_loss"]), expected, rtol=1e-5)
 
 
-def test_masked_positions_never_affect_the_loss(data):
+@pytest.mark.parametrize("output_layer", ["softmax", "crf"])
+def test_masked_positions_never_affect_the_loss(data, output_layer):
     labeled, unlabeled, vocabularies = data
-    model = tiny_model(vocabularies, **NO_DROPOUT)
+    model = tiny_model(vocabularies, output_layer=output_layer, **NO_DROPOUT)
     batch = first_batch(labeled, unlabeled)["labeled"]
     mask = tf.sequence_mask(batch["lengths"], tf.shape(batch["words"])[1])
     garbage = dict(batch, tags=tf.where(mask, batch["tags"], 3),
@@ -153,7 +154,7 @@ def test_masked_positions_never_affect_the_loss(data):
     def task_loss(b):
         out = model(b)
         return losses.per_language_mean(
-            losses.negative_log_likelihood(out["log_probs"], b["tags"]), out["mask"],
+            model.head.unit_losses(out, b["tags"]), out["mask"],
             b["language"], 4)
 
     np.testing.assert_allclose(task_loss(batch).numpy(), task_loss(garbage).numpy(), rtol=1e-6)
