@@ -61,12 +61,13 @@ def run(variant, target, steps, workroot, extra, label=None, section=None):
                                workdir, steps)
 
 
-def run_in_language(variant, language, steps, workroot, extra, label=None):
+def run_in_language(variant, language, steps, workroot, extra, label=None, section=None):
     """Trained on ``language``'s train file, selected on its dev, scored on its
     test (configs/conll_in_language.py): the upper bound for transfer."""
-    suffix = f"-{label}" if label else ""
+    suffix = "".join(f"-{part}" for part in (section, label) if part)
     workdir = os.path.join(workroot, f"in_language-{variant}-{language}{suffix}")
-    return common.run_training(f"configs/conll_in_language.py:{language},words",
+    inputs = SECTIONS[section]["config_arg"] if section else "words"
+    return common.run_training(f"configs/conll_in_language.py:{language},{inputs}",
                                [f"--config.data.root={common.CONLL_DATA}",
                                 *VARIANTS[variant][0], *extra], workdir, steps)
 
@@ -231,8 +232,12 @@ def main():
     if args.in_language:
         for language in args.in_language.split(","):
             for variant in args.variants.split(","):
+                extra = list(args.extra)
+                if args.section == "encoder":  # the 3->1 runs' feature cache
+                    extra.insert(0, "--config.data.feature_cache="
+                                 + os.path.join(args.workroot, "features"))
                 result, wall = run_in_language(variant, language, args.steps, args.workroot,
-                                               args.extra, args.label)
+                                               extra, args.label, args.section)
                 entry = {"dev_f1": result["dev_f1"], "test_f1": result["test_f1"],
                          "steps": result["steps"], "best_step": result["best_step"],
                          "run_command": this_command, "wall_time_s": wall,
@@ -240,11 +245,12 @@ def main():
                 name = f"{variant} ({args.label})" if args.label else variant
                 if args.label:
                     entry["flags"] = args.extra
-                with common.locked_results("conll_3to1.json", empty) as data:
+                with common.locked_results("conll_3to1.json", empty) as root:
+                    data = root.setdefault(args.section, empty()) if args.section else root
                     data.setdefault("in_language", {}).setdefault(name, {})[language] = entry
                     with open(os.path.join(common.RESULTS, "conll_3to1.md"), "w",
                               encoding="utf-8") as f:
-                        f.write(table(data))
+                        f.write(table(root))
                 print("in_language", variant, language, entry, flush=True)
         return
 
