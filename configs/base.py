@@ -161,4 +161,14 @@ def get_config(inputs="encoder"):
     train.keep_checkpoints = 3
     train.eval_batch_size = 128
     train.profile_steps = ""             # "START,END": TensorBoard profiler trace of those steps
+
+    # Self-training on the target's unlabeled text after training
+    # (man_tf/training/self_training.py): each round a student (same model,
+    # fresh weights) learns the sources' labels and the teacher's label
+    # distributions on the target's text; the best of teacher and students
+    # by target dev score is served.
+    self_training = config.self_training = ml_collections.ConfigDict()
+    self_training.rounds = 0             # 0: none
+    self_training.steps = 0              # a student's iterations (0: train.steps)
+    self_training.weight = 1.0           # the teacher's labels' loss, relative to the task loss
     return config

@@ -78,6 +78,14 @@ def check_config(config):
     if train.lr_schedule not in LR_SCHEDULES:
         raise ConfigError(f"train.lr_schedule={train.lr_schedule!r}: expected one of "
                           f"{', '.join(LR_SCHEDULES)}")
+    self_training = config.self_training
+    for name in ("rounds", "steps"):
+        if int(self_training[name]) != self_training[name] or self_training[name] < 0:
+            raise ConfigError(f"self_training.{name}={self_training[name]}: expected a whole "
+                              f"number >= 0")
+    if self_training.rounds and not self_training.weight > 0:
+        raise ConfigError(f"self_training.weight={self_training.weight}: expected a positive "
+                          f"number (with self_training.rounds={self_training.rounds})")
     if train.discriminator_steps < 0 or train.lambd < 0:
         raise ConfigError(f"train.discriminator_steps={train.discriminator_steps}, "
                           f"train.lambd={train.lambd}: expected values >= 0")

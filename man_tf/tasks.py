@@ -24,6 +24,7 @@ class Task:
     splits_long_inputs = False   # whether data.long_sentences=split may cut an input
     serving_module = ""          # man_tf.export module whose serving() exports it
     client_reader = ""           # man_tf.export.client function that reads its answers
+    per_token = False            # a label per token (tagging), else per input
 
     def read(self, path, labeled, encoding):
         """One data file -> ``conll.Sentence`` list (labels read if ``labeled``)."""
@@ -88,6 +89,7 @@ class Tagging(Task):
 
     name, metric, metric_name, predictions_suffix = "tagging", "f1", "F1", ".conll"
     splits_long_inputs = True
+    per_token = True
     serving_module, client_reader = "man_tf.export.tagger_serving", "tag_lines"
     # The authors' --lowercase_char runs: German capitalises every noun, so
     # case says little about names there.

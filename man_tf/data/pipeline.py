@@ -15,6 +15,8 @@ Batch structure (``N`` sentences, ``T`` tokens, ``C`` characters per token)::
     label    int32 [N]        class ids (labeled classification batches only)
     encoder_features float16 [N, T, layers, dim]   a frozen encoder's word features
     tokens   string [N, T]    the tokens ("" at padding), for a fine-tuned encoder
+    soft     float32 [N, T, K] or [N, K]   a teacher's label distributions per token
+                              (tagging) or per document (self-training's target batches)
 """
 
 import dataclasses
@@ -44,6 +46,10 @@ class EncodedCorpus:
     features: Optional[np.ndarray] = None
     # [tokens] str: the tokens themselves (a fine-tuned encoder reads them), or None
     tokens: Optional[np.ndarray] = None
+    # A teacher's label distributions (self-training): [tokens, labels] per
+    # token (tagging: soft_per_token) or [sentences, labels] per document, or None.
+    soft: Optional[np.ndarray] = None
+    soft_per_token: bool = False
 
     def __len__(self):
         return len(self.lengths)
@@ -122,6 +128,11 @@ class SentenceTable:
             self.tags = tf.RaggedTensor.from_row_lengths(cat("tags"), lengths)
         if self.has_labels:
             self.labels = tf.constant(cat("labels"))
+        self.has_soft = all(c.soft is not None for c in corpora)
+        if self.has_soft:
+            soft = cat("soft").astype(np.float32)
+            self.soft = (tf.RaggedTensor.from_row_lengths(soft, lengths)
+                         if corpora[0].soft_per_token else tf.constant(soft))
         self.has_tokens = all(c.tokens is not None for c in corpora)
         if self.has_tokens:
             self.tokens = tf.RaggedTensor.from_row_lengths(
@@ -163,6 +174,9 @@ class SentenceTable:
             out["tags"] = tf.gather(self.tags, rows).to_tensor()
         if self.has_labels:
             out["label"] = tf.gather(self.labels, rows)
+        if self.has_soft:
+            soft = tf.gather(self.soft, rows)
+            out["soft"] = soft.to_tensor() if isinstance(soft, tf.RaggedTensor) else soft
         if self.has_tokens:
             out["tokens"] = tf.gather(self.tokens, rows).to_tensor(default_value="")
         if self.has_features:
@@ -201,15 +215,17 @@ def stacked_stream(corpora, batch_size, seed, labeled, buckets=DEFAULT_BUCKETS):
 
 
 def training_stream(labeled, unlabeled, batch_size, seed, discriminator_steps=1,
-                    adversarial=True, buckets=DEFAULT_BUCKETS):
+                    adversarial=True, buckets=DEFAULT_BUCKETS, taught=None):
     """The data of one training iteration per element.
 
     ``{"labeled": stacked source batches,
        "discriminator": tuple of k stacked unlabeled batches (k D updates),
-       "unlabeled": stacked unlabeled batches for the adversarial term}``.
+       "unlabeled": stacked unlabeled batches for the adversarial term,
+       "taught": a batch of the target's text with a teacher's ``soft`` labels}``.
     Each stream has its own seed, so the k D batches and the adversarial batch
     are different samples, as in the authors' separate iterators. Without an
-    adversary (λ = 0) the ``unlabeled`` stream is left out.
+    adversary (λ = 0) the ``unlabeled`` stream is left out; ``taught`` (an
+    :class:`EncodedCorpus` with ``soft``) only in self-training.
     """
     streams = {"labeled": stacked_stream(labeled, batch_size, seed, True, buckets),
                "discriminator": tuple(
@@ -217,6 +233,8 @@ def training_stream(labeled, unlabeled, batch_size, seed, discriminator_steps=1,
                    for i in range(discriminator_steps))}
     if adversarial:
         streams["unlabeled"] = stacked_stream(unlabeled, batch_size, seed + 50021, False, buckets)
+    if taught is not None:
+        streams["taught"] = stacked_stream([taught], batch_size, seed + 70001, False, buckets)
     # Encoder features come from a NumPy gather, a pure function of the row
     # ids: the iterator's checkpoint need not (and cannot) save its state.
     options = tf.data.Options()

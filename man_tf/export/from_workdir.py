@@ -61,7 +61,12 @@ def export(workdir, export_base, which="best", precision="float32"):
                 or trained.model.backbone.word_features)
     common = {"man_tf_version": man_tf.__version__, "languages": languages, "precision": precision,
               "target": trained.target, "expert_languages": trained.sources,
-              "checkpoint": os.path.abspath(trained.checkpoint)}
+              "checkpoint": os.path.abspath(trained.checkpoint),
+              # A self-training student (its round, its teacher's folder in the
+              # workdir, "." for the first run), or null: the run's own model.
+              "self_training": ({"student_round": trained.student["round"],
+                                 "teacher": trained.student["teacher"]}
+                                if trained.student else None)}
     if features is not None:
         common["encoder"] = {"name": config.model.encoder,
                              "layers": list(config.model.encoder_layers),

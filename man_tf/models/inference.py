@@ -25,24 +25,28 @@ def make_predict_fn(model):
     return predict
 
 
-class Predictions(collections.namedtuple("Predictions", "ids gates private_gates")):
+class Predictions(collections.namedtuple("Predictions", "ids gates private_gates probs",
+                                         defaults=(None,))):
     """Per sentence, in corpus order: predicted ids ``[length]`` (tagging) or
     one class id (classification), C's gate weights ``[length, experts]``
-    (``[1, experts]`` for a document), F_p's (``None`` without F_p)."""
+    (``[1, experts]`` for a document), F_p's (``None`` without F_p), and
+    with ``keep_probs`` C's label distributions ``[length, labels]``
+    (``[1, labels]``; else ``None``)."""
 
     def __iter__(self):  # ``ids, gates = predictions`` keeps working
         return iter((self.ids, self.gates))
 
 
-def predict_corpus(predict_fn, batches, size):
+def predict_corpus(predict_fn, batches, size, keep_probs=False):
     """Runs ``predict_fn`` over ``evaluation_batches``; only real tokens are kept."""
-    ids, gates, private = [None] * size, [None] * size, [None] * size
+    ids, gates, private, probs = [None] * size, [None] * size, [None] * size, [None] * size
     for batch in batches:
         out = predict_fn({k: batch[k] for k in ("words", "chars", "lengths", "encoder_features",
                                                      "tokens", "language")
                           if k in batch})
         out_ids, out_gate = out["ids"].numpy(), out["gate"].numpy()
         out_private = out["private_gate"].numpy() if "private_gate" in out else None
+        out_probs = out["probs"].numpy() if keep_probs else None
         per_token = out_ids.ndim == 2  # tagging; classification has one id per row
         for row, (index, length) in enumerate(zip(batch["index"].numpy(),
                                                   batch["lengths"].numpy())):
@@ -55,7 +59,10 @@ def predict_corpus(predict_fn, batches, size):
             gates[index] = take(out_gate)
             if out_private is not None:
                 private[index] = take(out_private)
-    return Predictions(ids, gates, private if out_private is not None else None)
+            if keep_probs:
+                probs[index] = take(out_probs)
+    return Predictions(ids, gates, private if any(p is not None for p in private) else None,
+                       probs if keep_probs else None)
 
 
 def mean_gate(gates):

@@ -15,6 +15,10 @@ One iteration (one ``fit`` step):
    layer, so F_s receives ``-λ ∂L_D/∂F_s``. A fine-tuned encoder
    (``model.encoder_trainable``) takes the same update's gradients with its
    own ``encoder_optimizer`` (a fine-tuning step size).
+   In self-training (a student's run), the update also takes
+   ``self_training_weight`` x the cross-entropy between a teacher's label
+   distributions and the model's on one batch of the target's text
+   (per token or per document).
 
 Target-language labels never enter: labeled batches come from sources only.
 Losses use :func:`losses.per_language_mean` (each language's mean over the
@@ -116,6 +120,8 @@ class AdversarialModel(OwnTrainFunction, keras.Model):
       discriminator_steps: k, D updates per iteration (0: no D at all).
       gate_loss_weight: weight of F_p's gate loss.
       predictor_gate_loss_weight: weight of C's gate loss.
+      self_training_weight: weight of the loss on a teacher's labels of
+        the target's text (the stream's ``taught`` batches); 0: no such loss.
 
     ``call`` is the wrapped model's (prediction); ``train_step`` is the
     iteration above; ``metrics`` are its trackers (losses: means, accuracies:
@@ -126,7 +132,8 @@ class AdversarialModel(OwnTrainFunction, keras.Model):
     """
 
     def __init__(self, model, num_languages, lambd=None, discriminator_steps=1,
-                 gate_loss_weight=0.01, predictor_gate_loss_weight=0.01, **kwargs):
+                 gate_loss_weight=0.01, predictor_gate_loss_weight=0.01,
+                 self_training_weight=0.0, **kwargs):
         super().__init__(**kwargs)
         self.man_moe = model
         outputs = model.build_all()  # every variable, λ's included, before any step
@@ -137,6 +144,7 @@ class AdversarialModel(OwnTrainFunction, keras.Model):
         self.adversarial = float(self.lambd.numpy()) > 0 and self.discriminator_steps > 0
         self.gate_loss_weight = float(gate_loss_weight)
         self.predictor_gate_loss_weight = float(predictor_gate_loss_weight)
+        self.self_training_weight = float(self_training_weight)
         # Which losses this model has: a gate with one expert learns nothing.
         self._gates = [(name, key, weight) for name, key, weight in (
             ("gate", "gate_logits", self.predictor_gate_loss_weight),
@@ -150,6 +158,8 @@ class AdversarialModel(OwnTrainFunction, keras.Model):
             self._accuracies["d_accuracy"] = _Ratio("d_accuracy")
         if self.adversarial:
             self._losses["adversarial_d_loss"] = keras.metrics.Mean(name="adversarial_d_loss")
+        if self.self_training_weight:
+            self._losses["taught_loss"] = keras.metrics.Mean(name="taught_loss")
         self._losses["total_loss"] = keras.metrics.Mean(name="total_loss")
         self.d_optimizer = None
         self.encoder_optimizer = None
@@ -161,7 +171,8 @@ class AdversarialModel(OwnTrainFunction, keras.Model):
                 "num_languages": self.num_languages, "lambd": float(self.lambd.numpy()),
                 "discriminator_steps": self.discriminator_steps,
                 "gate_loss_weight": self.gate_loss_weight,
-                "predictor_gate_loss_weight": self.predictor_gate_loss_weight}
+                "predictor_gate_loss_weight": self.predictor_gate_loss_weight,
+                "self_training_weight": self.self_training_weight}
 
     @classmethod
     def from_config(cls, config):
@@ -262,7 +273,16 @@ class AdversarialModel(OwnTrainFunction, keras.Model):
         self.d_optimizer.apply_gradients(zip(grads, self.d_variables))
         return loss, correct, count
 
-    def main_update(self, labeled, unlabeled):
+    def _taught_loss(self, batch):
+        """Cross-entropy from the teacher's distributions (``soft``) to the
+        model's, each language's mean over real units (the target's only)."""
+        outputs = self.man_moe(batch, training=True)
+        soft = tf.cast(batch["soft"], tf.float32)
+        values = -tf.reduce_sum(soft * tf.cast(outputs["log_probs"], tf.float32), axis=-1)
+        return losses.per_language_mean(values, outputs["mask"], batch["language"],
+                                        self.num_languages)
+
+    def main_update(self, labeled, unlabeled, taught=None):
         """The main update; returns this replica's shares of the losses and counts."""
         model = self.man_moe
         language = labeled["language"]
@@ -292,6 +312,9 @@ class AdversarialModel(OwnTrainFunction, keras.Model):
                 logs[f"{name}_loss"] = gate_loss
                 logs[f"{name}_correct"], _ = losses.correct_and_count(
                     outputs[key], unit_language, mask)
+            if self.self_training_weight and taught is not None:
+                logs["taught_loss"] = self._taught_loss(taught)
+                supervised += self.self_training_weight * logs["taught_loss"]
             if self.adversarial:
                 adversarial, _, _ = self._language_loss(
                     outputs["adversarial_logits"], unlabeled, outputs["adversarial_mask"])
@@ -334,7 +357,8 @@ class AdversarialModel(OwnTrainFunction, keras.Model):
                 d_correct += correct
                 d_count += count
             logs.update(d_loss=d_loss, d_correct=d_correct, d_count=d_count)
-        logs.update(self.main_update(data["labeled"], data.get("unlabeled")))
+        logs.update(self.main_update(data["labeled"], data.get("unlabeled"),
+                                     data.get("taught")))
         # Loss shares and partial counts sum over replicas to the global values,
         # so every replica updates its trackers with the same numbers.
         context = tf.distribute.get_replica_context()

@@ -79,7 +79,7 @@ def _vocabularies(config, workdir, data, pretrained, resuming, task):
     from man_tf.training import workdir as workdirs
 
     if resuming:
-        logging.info("resuming: vocabularies from %s", os.path.join(workdir, workdirs.VOCAB_FILE))
+        logging.info("vocabularies from %s", os.path.join(workdir, workdirs.VOCAB_FILE))
         words, chars, labels = vocab.load_vocabularies(workdir, task.label_vocabulary)
     else:
         words, chars, labels = loading.build_vocabularies(config, task, data, pretrained)
@@ -131,7 +131,7 @@ def _check_batches_split(config, data, replicas):
                 f"choose --config.train.batch_size so that it divides")
 
 
-def _compiled_trainer(config, model, num_languages):
+def _compiled_trainer(config, model, num_languages, self_training_weight=0.0):
     """The model wrapped for ``fit`` and compiled with the run's optimizers;
     -> (trainer, the main step size)."""
     import tensorflow as tf
@@ -141,7 +141,8 @@ def _compiled_trainer(config, model, num_languages):
 
     train = config.train
     trainer = AdversarialModel(model, num_languages, train.lambd, train.discriminator_steps,
-                               train.gate_loss_weight, train.predictor_gate_loss_weight)
+                               train.gate_loss_weight, train.predictor_gate_loss_weight,
+                               self_training_weight)
     main_rate = step_size(train.learning_rate, train.lr_schedule, train.steps)
     trainer.compile(
         optimizer=LazyAdam(main_rate, name="main_adam"),
@@ -153,9 +154,11 @@ def _compiled_trainer(config, model, num_languages):
     return trainer, main_rate
 
 
-def build_experiment(config, workdir):
+def build_experiment(config, workdir, teacher=None):
     """Data, vocabularies, model and compiled trainer, restored from the
     workdir's latest checkpoint if it has one (-> :class:`Experiment`).
+    ``teacher``: a trained workdir whose model labels the target's text
+    (a self-training student's run; its vocabularies are the teacher's).
     ``config.json`` and ``vocab.json`` are written only once all of this has
     worked, so a run stopped by bad input leaves nothing for the corrected
     rerun to reuse."""
@@ -181,13 +184,19 @@ def build_experiment(config, workdir):
     latest = checkpoints.checkpoint_path(workdir, "latest")
     workdirs.check_resumable(workdir, config, latest is not None)
     resuming = latest is not None and os.path.exists(os.path.join(workdir, workdirs.VOCAB_FILE))
-    words, chars, labels = _vocabularies(config, workdir, data, pretrained, resuming, task)
+    words, chars, labels = _vocabularies(config, teacher or workdir, data, pretrained,
+                                         resuming or teacher is not None, task)
     features = encoder_inputs.encoder_features(config, workdir)
     labeled, unlabeled = loading.encode_data(config, task, data, words, chars, labels,
                                              features)
     eval_sets, final_sets = _evaluation_sets(config, data, task, (words, chars, labels),
                                              features)
     _check_batches_split(config, data, replicas)
+    taught = None
+    if teacher is not None:
+        from man_tf.training import self_training
+        taught = self_training.taught_corpus(teacher, unlabeled[data.target], task, workdir,
+                                             config.train.eval_batch_size)
     # Seeded again here: computing encoder features (a cache miss) builds
     # layers that draw from the global RNG, which must not change the model.
     tf.keras.utils.set_random_seed(config.seed)
@@ -198,7 +207,9 @@ def build_experiment(config, workdir):
         model.build()  # its variables; the trainer makes its one dummy call
         # Before the optimizers are built: frozen vectors stay out of them.
         coverage = building.load_pretrained_embeddings(config, model, words, pretrained)
-        trainer, main_rate = _compiled_trainer(config, model, len(data.languages))
+        trainer, main_rate = _compiled_trainer(
+            config, model, len(data.languages),
+            config.self_training.weight if teacher is not None else 0.0)
         # Every worker takes part in each save (a collective); only the
         # chief's copy is kept. All restore the chief's latest checkpoint.
         state = checkpoints.TrainingState(write_dir, model, trainer.optimizer,
@@ -215,7 +226,8 @@ def build_experiment(config, workdir):
     stream = pipeline.training_stream(
         [labeled[lang] for lang in data.sources], [unlabeled[lang] for lang in data.languages],
         config.train.batch_size, config.seed + (start if replicas > 1 else 0),
-        config.train.discriminator_steps, trainer.adversarial, tuple(config.data.buckets))
+        config.train.discriminator_steps, trainer.adversarial, tuple(config.data.buckets),
+        taught)
     chief = strategies.is_chief(strategy)
     if chief:
         if not resuming:
@@ -339,7 +351,16 @@ def train(config, workdir, callbacks=()):
     """Trains (or resumes) and returns the results dict written to
     results.json: :func:`build_experiment`, :func:`fit` (``callbacks`` run
     after the loop's own; a callback that stops training still gets the
-    best checkpoint so far scored), :func:`finish`."""
+    best checkpoint so far scored), :func:`finish`; then, with
+    ``self_training.rounds``, the self-training rounds
+    (:mod:`man_tf.training.self_training`)."""
     experiment = build_experiment(config, workdir)
     fit(experiment, callbacks)
-    return finish(experiment)
+    results = finish(experiment)
+    if config.self_training.rounds:
+        from man_tf.data.textio import atomic_write_json
+        from man_tf.training import self_training
+        results = self_training.run_rounds(config, workdir, results, callbacks)
+        if experiment.chief:
+            atomic_write_json(os.path.join(workdir, "results.json"), results)
+    return results

@@ -14,6 +14,7 @@ import json
 import os
 
 import ml_collections
+from absl import logging
 
 from man_tf.data.textio import atomic_write_json
 from man_tf.settings import ConfigError, resolve_languages
@@ -33,7 +34,9 @@ RESUMABLE_CHANGES = (
     "train.steps", "train.log_every", "train.eval_every", "train.eval_source_dev",
     "train.checkpoint_every", "train.keep_checkpoints", "train.eval_batch_size",
     "train.profile_steps", "train.strategy", "train.num_cpu_devices", "train.precision",
-    "train.jit_compile", "train.deterministic", "data.feature_cache")
+    "train.jit_compile", "train.deterministic", "data.feature_cache",
+    # More self-training rounds (or longer ones) after a finished run.
+    "self_training.rounds", "self_training.steps")
 
 
 class WorkdirMismatch(ValueError):
@@ -135,17 +138,44 @@ class Trained:
     tags: object      # the task's label vocabulary (TagVocabulary; classes: LabelVocabulary)
     model: object
     checkpoint: str
+    # Self-training's selection, when a student was loaded: {"round",
+    # "workdir", "teacher", ...} (see man_tf.training.self_training).
+    student: dict = None
 
     @property
     def languages(self):
         return [*self.sources, self.target]
 
 
-def load_trained(workdir, which="best", precision=None, bio_decoding=None):
+def selected_student(workdir):
+    """The self-training round a workdir's results select (a dict from its
+    results.json), or None: the workdir's own model."""
+    path = os.path.join(workdir, "results.json")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        self_training = json.load(f).get("self_training") or {}
+    selected = self_training.get("selected", ".")
+    return next((r for r in self_training.get("rounds", []) if r["workdir"] == selected), None)
+
+
+def load_trained(workdir, which="best", precision=None, bio_decoding=None,
+                 follow_selection=True):
     """Rebuilds the model of a workdir and restores its ``best``/``latest``
     checkpoint. ``precision`` overrides the config's dtype policy,
     ``bio_decoding`` a tagger's ``model.bio_decoding`` (how tags are read
-    from the scores; the weights are the same either way)."""
+    from the scores; the weights are the same either way). ``best`` of a
+    self-trained workdir is the model its self-training selected (a
+    student's best, unless the teacher's was better on target dev), unless
+    ``follow_selection`` is False."""
+    student = selected_student(workdir) if which == "best" and follow_selection else None
+    if student is not None:
+        trained = load_trained(os.path.join(workdir, student["workdir"]), which, precision,
+                               bio_decoding, follow_selection=False)
+        trained.student = student
+        logging.info("%s: self-training selected %s (round %d)", workdir, student["workdir"],
+                     student["round"])
+        return trained
     from man_tf.data import vocab
     from man_tf.tasks import build_model, task_of
     from man_tf.training import checkpoints, strategy as strategies
