@@ -4,7 +4,9 @@
 
 Rerunning the same command resumes from the workdir's latest checkpoint.
 Writes to the workdir: config.json, vocab.json, checkpoints/ (latest), best/
-(best target dev F1), tensorboard/, metrics.jsonl, train.log, results.json.
+(best target dev F1), tensorboard/, metrics.jsonl, train.log, results.json;
+with ``--config.self_training.rounds=R``, a student workdir per round
+(``student-1/`` ...; see man_tf/training/self_training.py).
 The training itself is ``man_tf.training.train.train`` (``fit`` with
 callbacks), which Python users call with callbacks of their own.
 """
@@ -72,9 +74,14 @@ def main(argv):
         results = train(config, workdir)
     task = tasks.task_of(config)
     metric, name = task.metric, task.metric_name
+    selected = results.get("self_training", {}).get("selected")
+    which = "" if selected is None else (
+        "; self-training kept the teacher" if selected == "." else
+        f"; self-training selected {selected}: teacher dev {name} "
+        f"{results['teacher'].get(f'dev_{metric}', float('nan')):.2f}")
     print(f"{results['target']}: dev {name} {results.get(f'dev_{metric}', float('nan')):.2f}  "
           f"test {name} {results.get(f'test_{metric}', float('nan')):.2f}  "
-          f"(best step {results['best_step']}; results in {workdir}/results.json)")
+          f"(best step {results['best_step']}{which}; results in {workdir}/results.json)")
 
 
 def run():
