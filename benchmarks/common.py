@@ -117,3 +117,75 @@ def run_training(config_file, flags, workdir, steps):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with open(results_path, encoding="utf-8") as f:
         return json.load(f), time.time() - start
+
+
+def mean_sd(values):
+    """``(mean, sample standard deviation)``; sd is 0 for a single value."""
+    import statistics
+    values = list(values)
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def seeds_table(seeds, cells, metric="f1", baseline="concat_bilstm", model="man_moe"):
+    """Markdown lines for a results file's ``"seeds"`` section: each
+    variant's mean ± sd over seeds per cell and over cells, and the paired
+    per-seed difference ``model`` minus ``baseline``."""
+    runs = seeds.get("runs", {})
+    dev, test = f"dev_{metric}", f"test_{metric}"
+    lines = [f"Seeds ({seeds.get('steps')} iterations, defaults {seeds.get('defaults')}; "
+             f"`{seeds.get('command')}`): test {metric} mean ± sd over seeds (dev in "
+             f"brackets); the last column averages the cells' means, over the seeds that "
+             f"ran every cell.", "",
+             "| variant | " + " | ".join(cells) + " | mean |", "|---" * (len(cells) + 2) + "|"]
+    for variant, by_cell in runs.items():
+        row = []
+        for cell in cells:
+            results = by_cell.get(cell, [])
+            if results:
+                (m, s), (dm, _) = mean_sd(r[test] for r in results), \
+                    mean_sd(r[dev] for r in results)
+                row.append(f"{m:.2f} ± {s:.2f} [{dm:.2f}] (n={len(results)})")
+            else:
+                row.append("—")
+        complete = _seeds_in_every_cell(by_cell, cells)
+        overall = [sum(_by_seed(by_cell, cell)[s][test] for cell in cells) / len(cells)
+                   for s in complete]
+        row.append(f"{mean_sd(overall)[0]:.2f} ± {mean_sd(overall)[1]:.2f} (n={len(overall)})"
+                   if overall else "—")
+        lines.append(f"| {variant} | " + " | ".join(row) + " |")
+    if model in runs and baseline in runs:
+        lines += ["", f"Paired by seed, {model} minus {baseline} (test; dev in brackets):", "",
+                  "| | " + " | ".join(cells) + " | mean |", "|---" * (len(cells) + 2) + "|"]
+        row, overall, overall_dev = [], [], []
+        for cell in cells:
+            a, b = _by_seed(runs[model], cell), _by_seed(runs[baseline], cell)
+            shared = sorted(set(a) & set(b))
+            if shared:
+                diffs = [a[s][test] - b[s][test] for s in shared]
+                dev_diffs = [a[s][dev] - b[s][dev] for s in shared]
+                m, sd = mean_sd(diffs)
+                row.append(f"{m:+.2f} ± {sd:.2f} [{mean_sd(dev_diffs)[0]:+.2f}] "
+                           f"(n={len(shared)})")
+            else:
+                row.append("—")
+        both = sorted(set(_seeds_in_every_cell(runs[model], cells))
+                      & set(_seeds_in_every_cell(runs[baseline], cells)))
+        for s in both:
+            overall.append(sum(_by_seed(runs[model], c)[s][test]
+                               - _by_seed(runs[baseline], c)[s][test] for c in cells) / len(cells))
+            overall_dev.append(sum(_by_seed(runs[model], c)[s][dev]
+                                   - _by_seed(runs[baseline], c)[s][dev] for c in cells)
+                               / len(cells))
+        row.append(f"{mean_sd(overall)[0]:+.2f} ± {mean_sd(overall)[1]:.2f} "
+                   f"[{mean_sd(overall_dev)[0]:+.2f}] (n={len(overall)})" if overall else "—")
+        lines.append("| difference | " + " | ".join(row) + " |")
+    return lines
+
+
+def _by_seed(by_cell, cell):
+    return {r["seed"]: r for r in by_cell.get(cell, [])}
+
+
+def _seeds_in_every_cell(by_cell, cells):
+    sets = [set(_by_seed(by_cell, cell)) for cell in cells]
+    return sorted(set.intersection(*sets)) if sets else []

@@ -72,6 +72,47 @@ def run_in_language(variant, language, steps, workroot, extra, label=None, secti
                                 *VARIANTS[variant][0], *extra], workdir, steps)
 
 
+def run_seeds(args, this_command, empty):
+    """Each variant x target x seed, into ``"seeds"`` of the section: ``{"steps",
+    "defaults", "command", "runs": {variant: {target: [{"seed", "dev_f1",
+    "test_f1"}, ...]}}}``. Runs of other steps or defaults are set aside
+    (under ``"older_seeds"``) when the first new one is stored."""
+    for target in args.targets.split(","):
+        for variant in args.variants.split(","):
+            for seed in map(int, args.seeds.split(",")):
+                extra = list(args.extra) + [f"--config.seed={seed}"]
+                if args.section == "encoder":
+                    extra.insert(0, "--config.data.feature_cache="
+                                 + os.path.join(args.workroot, "features"))
+                # Workdirs named by the defaults: a run under older defaults
+                # is never taken for one under the current ones.
+                label = "-".join(p for p in (args.label, DEFAULTS, f"seed{seed}") if p)
+                result, wall = run(variant, target, args.steps, args.workroot, extra, label,
+                                   args.section)
+                entry = {"seed": seed, "dev_f1": result["dev_f1"], "test_f1": result["test_f1"],
+                         "best_step": result["best_step"], "wall_time_s": wall}
+                with common.locked_results("conll_3to1.json", empty) as root:
+                    data = root.setdefault(args.section, empty()) if args.section else root
+                    seeds = data.setdefault("seeds", {})
+                    if (seeds.get("steps"), seeds.get("defaults")) != (args.steps, DEFAULTS):
+                        if seeds.get("runs"):
+                            data.setdefault("older_seeds", []).append(dict(seeds))
+                        seeds.clear()
+                        seeds.update(steps=args.steps, defaults=DEFAULTS, runs={},
+                                     command="python benchmarks/conll_3to1.py "
+                                             f"--steps={args.steps} --targets=de,es,nl "
+                                             "--variants=man_moe,concat_bilstm --seeds=1,2,3"
+                                             + (f" --section={args.section}"
+                                                if args.section else ""))
+                    cell = seeds["runs"].setdefault(variant, {}).setdefault(target, [])
+                    cell[:] = [r for r in cell if r["seed"] != seed] + [entry]
+                    cell.sort(key=lambda r: r["seed"])
+                    with open(os.path.join(common.RESULTS, "conll_3to1.md"), "w",
+                              encoding="utf-8") as f:
+                        f.write(table(root))
+                print("seed", seed, variant, target, entry, flush=True)
+
+
 def table(data, title="# CoNLL NER, 3 sources -> 1 target (Chen et al. 2019 protocol)",
           section=None):
     lines = [title, "",
@@ -154,6 +195,8 @@ def table(data, title="# CoNLL NER, 3 sources -> 1 target (Chen et al. 2019 prot
             for target, r in results.items():
                 lines.append(f"- {name} {target}: dev F1 {r['dev_f1']:.2f}, test F1 "
                              f"{r['test_f1']:.2f} (best step {r['best_step']})")
+    if data.get("seeds", {}).get("runs"):
+        lines += [""] + common.seeds_table(data["seeds"], ["de", "es", "nl"])
     lines += ["", "Wall times are as measured in sessions where other work shared the 2 cores; "
               "see speed.md for throughput measured alone."]
     for section in SECTIONS:
@@ -181,6 +224,10 @@ def main():
     parser.add_argument("--section", default=None, choices=sorted(SECTIONS),
                         help="run with another input (configs/conll_ner.py:<arg>) and store "
                              "the runs in that section of the JSON")
+    parser.add_argument("--seeds", default="",
+                        help="comma-separated seeds: run --variants on --targets with each "
+                             "seed under the current defaults, into the section's \"seeds\" "
+                             "(workdirs <variant>-<target>[-<section>]-<defaults>-seed<N>)")
     parser.add_argument("--table_only", action="store_true",
                         help="only rewrite results/conll_3to1.md from the JSON")
     args = parser.parse_args()
@@ -228,6 +275,10 @@ def main():
 
     def empty():
         return {"targets": {}, "baselines": {}}
+
+    if args.seeds:
+        run_seeds(args, this_command, empty)
+        return
 
     if args.in_language:
         for language in args.in_language.split(","):
