@@ -109,6 +109,8 @@ def table(data, title="# Webis-CLS-10 cross-lingual sentiment, 3 sources -> 1 ta
                 for target, r in sorted(targets.items()):
                     lines.append(f"- {name} {domain}-{target}: dev {r['dev_acc']:.2f}, "
                                  f"test {r['test_acc']:.2f}")
+    if data.get("seeds", {}).get("runs"):
+        lines += [""] + common.seeds_table(data["seeds"], CELLS, metric="acc")
     lines += ["", f"Paper: {PAPER_NOTE}.", "", "Deviations:"]
     lines += [f"- {d}" for d in data["deviations"]]
     text = "\n".join(lines) + "\n"
@@ -136,6 +138,10 @@ def main():
     parser.add_argument("--section", default="", choices=["", "encoder"],
                         help="encoder: the pretrained multilingual encoder's word features "
                              "instead of word vectors; stored in the JSON's 'encoder' section")
+    parser.add_argument("--seeds", default="",
+                        help="comma-separated seeds: run every cell with each seed under the "
+                             "current defaults, into the section's \"seeds\" (workdirs "
+                             "<variant>-<domain>-<target>[-encoder]-<defaults>-seed<N>)")
     parser.add_argument("--workroot", default=os.path.join(common.ROOT, "workdirs", "amazon_3to1"))
     args = parser.parse_args()
     embedding_flags, suffix = [], ""
@@ -241,6 +247,9 @@ def main():
         print("throughput", throughput, flush=True)
     interval = ([f"--config.train.eval_every={args.eval_every}",
                  f"--config.train.checkpoint_every={args.eval_every}"] if args.eval_every else [])
+    if args.seeds:
+        run_seeds(args, merge, suffix, interval, embedding_flags)
+        return
     for domain in args.domains.split(","):
         for target in args.targets.split(","):
             for variant in args.variants.split(","):
@@ -276,6 +285,53 @@ def main():
 
                 merge(update)
                 print(variant, domain, target, entry, flush=True)
+
+
+# The defaults the "seeds" runs are made under: bump when a default of
+# configs/amazon_cls.py or configs/base.py changes (older seed runs are then
+# set aside, and new workdirs are used).
+SEED_DEFAULTS = "issue-28"
+CELLS = [f"{d}-{t}" for d in ("books", "dvd", "music") for t in ("de", "fr", "jp")]
+
+
+def run_seeds(args, merge, suffix, interval, embedding_flags):
+    """Every variant x cell x seed into ``"seeds"``: ``{"steps", "defaults",
+    "command", "runs": {variant: {"books-de": [{"seed", "dev_acc",
+    "test_acc"}, ...]}}}``."""
+    inputs = "encoder" if args.section == "encoder" else "words"
+    for domain in args.domains.split(","):
+        for target in args.targets.split(","):
+            for variant in filter(None, args.variants.split(",")):
+                for seed in map(int, args.seeds.split(",")):
+                    workdir = os.path.join(args.workroot, f"{variant}-{domain}-{target}{suffix}"
+                                                          f"-{SEED_DEFAULTS}-seed{seed}")
+                    result, wall = common.run_training(
+                        f"configs/amazon_cls.py:{inputs}",
+                        [f"--config.domain={domain}", f"--config.target={target}",
+                         f"--config.seed={seed}", *VARIANTS[variant], *interval,
+                         *embedding_flags], workdir, args.steps)
+                    entry = {"seed": seed, "dev_acc": result["dev_acc"],
+                             "test_acc": result["test_acc"], "best_step": result["best_step"],
+                             "wall_time_s": wall}
+
+                    def update(data, variant=variant, cell=f"{domain}-{target}", entry=entry):
+                        seeds = data.setdefault("seeds", {})
+                        if (seeds.get("steps"), seeds.get("defaults")) != \
+                                (args.steps, SEED_DEFAULTS):
+                            if seeds.get("runs"):
+                                data.setdefault("older_seeds", []).append(dict(seeds))
+                            seeds.clear()
+                            seeds.update(
+                                steps=args.steps, defaults=SEED_DEFAULTS, runs={},
+                                command=f"python benchmarks/amazon_3to1.py --steps={args.steps} "
+                                        f"--variants=man_moe,concat_bilstm --seeds=1,2,3"
+                                        + (f" --section={args.section}" if args.section else ""))
+                        runs = seeds["runs"].setdefault(variant, {}).setdefault(cell, [])
+                        runs[:] = [r for r in runs if r["seed"] != entry["seed"]] + [entry]
+                        runs.sort(key=lambda r: r["seed"])
+
+                    merge(update)
+                    print("seed", seed, variant, domain, target, entry, flush=True)
 
 
 def bench_config(domain, target, embeddings=""):
