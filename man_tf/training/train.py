@@ -309,10 +309,10 @@ def fit(experiment, callbacks=()):
                                shuffle=False)
 
 
-def finish(experiment):
+def finish(experiment, write=True):
     """Restores the best checkpoint (the last one without a target dev set),
     scores it on the target's dev and test sets, writes results.json (on
-    the chief) and returns the results dict."""
+    the chief; unless ``write`` is False) and returns the results dict."""
     from man_tf.data.textio import atomic_write_json
     from man_tf.models import inference
     from man_tf.training import checkpoints
@@ -337,9 +337,9 @@ def finish(experiment):
         if predictions.private_gates is not None:
             results[f"{split}_private_expert_weights"] = inference.expert_weights(
                 sources, predictions.private_gates)
-    if e.chief:
+    if e.chief and write:
         atomic_write_json(os.path.join(e.workdir, "results.json"), results)
-    elif e.write_dir != e.workdir:
+    elif not e.chief and e.write_dir != e.workdir:
         shutil.rmtree(e.write_dir, ignore_errors=True)
     logging.info("done: best step %d, %s dev %s %.2f, test %s %.2f", results["best_step"],
                  e.data.target, metric, results.get(f"dev_{metric}", float("nan")), metric,
@@ -356,7 +356,9 @@ def train(config, workdir, callbacks=()):
     (:mod:`man_tf.training.self_training`)."""
     experiment = build_experiment(config, workdir)
     fit(experiment, callbacks)
-    results = finish(experiment)
+    # With self-training, results.json is written once the rounds are done:
+    # its presence says the whole run is.
+    results = finish(experiment, write=not config.self_training.rounds)
     if config.self_training.rounds:
         from man_tf.data.textio import atomic_write_json
         from man_tf.training import self_training

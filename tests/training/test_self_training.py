@@ -82,7 +82,20 @@ def self_trained(tmp_path_factory):
     config.self_training.rounds = 1
     config.self_training.steps = 40
     workdir = str(tmp_path_factory.mktemp("self_training") / "run")
-    return config, workdir, train(config, workdir)
+    import keras
+
+    class Probe(keras.callbacks.Callback):
+        """Whether results.json existed as each fit began (teacher, student)."""
+        seen = []
+
+        def on_train_begin(self, logs=None):
+            self.seen.append(os.path.exists(os.path.join(workdir, "results.json")))
+
+    results = train(config, workdir, callbacks=[Probe()])
+    # results.json appears only once every round is done: a run stopped in
+    # a student's training is not taken for a finished one.
+    assert Probe.seen == [False, False]
+    return config, workdir, results
 
 
 def test_a_run_trains_a_student_on_the_teachers_labels(self_trained):
