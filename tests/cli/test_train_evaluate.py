@@ -187,3 +187,16 @@ def test_classification_trains_through_the_same_command(tmp_path):
     scores, output = evaluate(workdir)  # the target's test split, like results.json
     assert scores.accuracy == pytest.approx(results["test_acc"])
     assert len(open(output + ".tsv", encoding="utf-8").read().splitlines()) == 40
+
+    # Self-training added to the finished run: only a student trains, on the
+    # teacher's distribution over the classes for each of the 120 reviews.
+    import numpy as np
+    config.self_training.rounds, config.self_training.steps = 1, 10
+    again = train(config, workdir)
+    assert again["teacher"]["dev_acc"] == pytest.approx(results["dev_acc"])
+    assert again["self_training"]["rounds"][0]["workdir"] == "student-1"
+    with np.load(os.path.join(workdir, "student-1", "teacher_labels.npz")) as stored:
+        assert stored["soft"].shape == (120, 2)
+        np.testing.assert_allclose(stored["soft"].astype(np.float32).sum(-1), 1.0, atol=1e-2)
+    scores, _ = evaluate(workdir)  # the selected model's
+    assert scores.accuracy == pytest.approx(again["test_acc"])
