@@ -56,35 +56,6 @@ def predicted_sentences(path):
     return [s for s in sentences if s]
 
 
-def test_crf_tagger_trains_evaluates_and_serves_what_it_scored(tmp_path):
-    import tensorflow as tf
-    from man_tf.data import conll
-    from man_tf.export.from_workdir import export
-    config = small_config(40)
-    config.model.output_layer = "crf"
-    workdir = str(tmp_path / "crf")
-    results = train(config, workdir)
-    scores, output = evaluate(workdir, "test")
-    assert scores.f1 == pytest.approx(results["test_f1"])
-    evaluated = predicted_sentences(output + ".conll")
-    assert all(map(valid_bio, evaluated))
-    # The CRF learned transitions: not all zero after 40 steps.
-    from man_tf.training.workdir import load_trained
-    assert float(tf.reduce_max(tf.abs(load_trained(workdir).model.head.transitions))) > 0
-    # Served through the export's tag_tokens: the tags evaluation scored.
-    served = tf.saved_model.load(export(workdir, str(tmp_path / "export")))
-    sentences = conll.read_conll(settings.data_path(config, "de", "test"))
-    tokens = [list(s.tokens) for s in sentences]
-    width = max(map(len, tokens))
-    out = served.signatures["tag_tokens"](
-        tokens=tf.constant([t + [""] * (width - len(t)) for t in tokens]),
-        lengths=tf.constant([len(t) for t in tokens], tf.int32),
-        language=tf.constant(["de"] * len(tokens)))
-    tags = [[t.decode() for t in row[:n]] for row, n in zip(out["tags"].numpy(),
-                                                           out["lengths"].numpy())]
-    assert tags == evaluated
-
-
 def test_config_errors_are_clear(tmp_path):
     config = small_config()
     config.sources = ("en", "de")

@@ -97,6 +97,11 @@ def test_clean_process_matches_the_in_memory_model(exported):
     assert result["tag_tokens"] == expected
     # The default decoding: no I-X after O or another type, served or evaluated.
     assert all(map(valid_bio, expected + result["serving_default"]))
+    # The default output is a CRF, whose transition scores trained: the
+    # served graph decodes with them (else it could not equal the above).
+    assert workdirs.load_config(workdir).model.output_layer == "crf"
+    transitions = workdirs.load_trained(workdir, precision="float32").model.head.transitions
+    assert float(tf.reduce_max(tf.abs(transitions))) > 0
     # Raw text: where the in-graph tokenizer splits as CoNLL did, the tags match.
     same_split = [i for i, split in enumerate(result["split"]) if split == tokens[i]]
     assert len(same_split) >= 10

@@ -78,9 +78,9 @@ def test_settings_are_checked():
 
 @pytest.fixture(scope="module")
 def self_trained(tmp_path_factory):
-    config = sample_config(40, every=20, log_every=20)
+    config = sample_config(30, every=15, log_every=15)
     config.self_training.rounds = 1
-    config.self_training.steps = 40
+    config.self_training.steps = 30
     workdir = str(tmp_path_factory.mktemp("self_training") / "run")
     import keras
 
