@@ -166,7 +166,9 @@ def get_config(inputs="encoder"):
     # (man_tf/training/self_training.py): each round a student (same model,
     # fresh weights) learns the sources' labels and the teacher's label
     # distributions on the target's text; the best of teacher and students
-    # by target dev score is served.
+    # by target dev score is served. Off by default: a round doubles the
+    # training time, and its gain (CoNLL, one seed) is not yet measured over
+    # seeds (benchmarks/results/conll_transfer_analysis.md).
     self_training = config.self_training = ml_collections.ConfigDict()
     self_training.rounds = 0             # 0: none
     self_training.steps = 0              # a student's iterations (0: train.steps)
