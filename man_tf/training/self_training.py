@@ -23,7 +23,8 @@ teacher's) let the student learn the target from the start instead of
 confirming the teacher's own decisions (Wu et al. 2020's Multi-TS trains
 new students too).
 
-Finally the best of teacher and students by target dev score is *selected*:
+The rounds are run by :func:`man_tf.training.train.self_train`. Finally
+the best of teacher and students by target dev score is *selected*:
 ``results.json`` of the workdir reports its scores (the teacher's under
 ``"teacher"``, each round under ``"self_training"``), and
 :func:`man_tf.training.workdir.load_trained` (so ``man-tf-evaluate`` and
@@ -103,36 +104,3 @@ def taught_corpus(teacher, corpus, task, workdir, batch_size):
         np.savez(temporary, soft=soft, teacher_checkpoint=np.array(teacher_checkpoint))
         os.replace(temporary, path)
     return dataclasses.replace(corpus, soft=soft, soft_per_token=task.per_token)
-
-
-def run_rounds(config, workdir, teacher_results, callbacks=()):
-    """The rounds after the first run (whose results are ``teacher_results``);
-    returns the workdir's results with the selection."""
-    from man_tf.training import train as training
-
-    metric = teacher_results["metric"]
-    dev = f"dev_{metric}"
-    best_dir, best = ".", teacher_results
-    rounds = []
-    for round_ in range(1, config.self_training.rounds + 1):
-        teacher = os.path.join(workdir, best_dir)
-        folder = student_dir(workdir, round_)
-        logging.info("self-training round %d of %d: teacher %s (target dev %s %.2f)", round_,
-                     config.self_training.rounds, teacher, metric, best.get(dev, float("nan")))
-        experiment = training.build_experiment(student_config(config, workdir, round_), folder,
-                                               teacher=teacher)
-        training.fit(experiment, callbacks)
-        results = training.finish(experiment)
-        rounds.append({"round": round_, "workdir": os.path.basename(folder),
-                       "teacher": best_dir, "best_step": results["best_step"],
-                       **{k: results[k] for k in (dev, f"test_{metric}") if k in results}})
-        if results.get(dev, -1.0) > best.get(dev, -1.0):
-            best_dir, best = os.path.basename(folder), results
-    selected = {k: best[k] for k in best
-                if k.startswith(("dev_", "test_")) or k in ("best_step", "checkpoint")}
-    teacher = {k: teacher_results[k] for k in (dev, f"test_{metric}", "best_step")
-               if k in teacher_results}
-    return {**teacher_results, **selected,
-            "teacher": teacher,
-            "self_training": {"rounds": rounds, "selected": best_dir,
-                              "weight": config.self_training.weight}}

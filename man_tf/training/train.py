@@ -347,6 +347,40 @@ def finish(experiment, write=True):
     return results
 
 
+def self_train(config, workdir, teacher_results, callbacks=()):
+    """Self-training's rounds after the first run (whose results are
+    ``teacher_results``; :mod:`man_tf.training.self_training`); returns
+    the workdir's results with the selection."""
+    from man_tf.training import self_training
+
+    metric = teacher_results["metric"]
+    dev = f"dev_{metric}"
+    best_dir, best = ".", teacher_results
+    rounds = []
+    for round_ in range(1, config.self_training.rounds + 1):
+        teacher = os.path.join(workdir, best_dir)
+        folder = self_training.student_dir(workdir, round_)
+        logging.info("self-training round %d of %d: teacher %s (target dev %s %.2f)", round_,
+                     config.self_training.rounds, teacher, metric, best.get(dev, float("nan")))
+        experiment = build_experiment(self_training.student_config(config, workdir, round_),
+                                      folder, teacher=teacher)
+        fit(experiment, callbacks)
+        results = finish(experiment)
+        rounds.append({"round": round_, "workdir": os.path.basename(folder),
+                       "teacher": best_dir, "best_step": results["best_step"],
+                       **{k: results[k] for k in (dev, f"test_{metric}") if k in results}})
+        if results.get(dev, -1.0) > best.get(dev, -1.0):
+            best_dir, best = os.path.basename(folder), results
+    selected = {k: best[k] for k in best
+                if k.startswith(("dev_", "test_")) or k in ("best_step", "checkpoint")}
+    teacher = {k: teacher_results[k] for k in (dev, f"test_{metric}", "best_step")
+               if k in teacher_results}
+    return {**teacher_results, **selected,
+            "teacher": teacher,
+            "self_training": {"rounds": rounds, "selected": best_dir,
+                              "weight": config.self_training.weight}}
+
+
 def train(config, workdir, callbacks=()):
     """Trains (or resumes) and returns the results dict written to
     results.json: :func:`build_experiment`, :func:`fit` (``callbacks`` run
@@ -361,8 +395,7 @@ def train(config, workdir, callbacks=()):
     results = finish(experiment, write=not config.self_training.rounds)
     if config.self_training.rounds:
         from man_tf.data.textio import atomic_write_json
-        from man_tf.training import self_training
-        results = self_training.run_rounds(config, workdir, results, callbacks)
+        results = self_train(config, workdir, results, callbacks)
         if experiment.chief:
             atomic_write_json(os.path.join(workdir, "results.json"), results)
     return results
