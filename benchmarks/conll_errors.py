@@ -59,15 +59,6 @@ def read_predictions(path):
     return [s for s in sentences if s]
 
 
-def valid_bio(tags):
-    previous = "O"
-    for tag in tags:
-        if tag.startswith("I-") and previous[2:] != tag[2:]:
-            return False
-        previous = tag
-    return True
-
-
 def analyse(sentences, top=12):
     classes = collections.Counter()
     confusion = collections.Counter()
@@ -140,6 +131,7 @@ def diagnostics(sentences):
 
 
 def measure(workdir, scratch):
+    from man_tf.evaluation.tagging import bio_valid
     from man_tf.training.evaluate import evaluate
     from man_tf.training.workdir import load_config
     config = load_config(workdir)
@@ -155,7 +147,7 @@ def measure(workdir, scratch):
             sentences = read_predictions(prefix + ".conll")
             row[f"{split}_f1"] = scores.f1
             row[f"{split}_invalid_sentences"] = sum(
-                not valid_bio([p for _, _, p in s]) for s in sentences)
+                not bio_valid([p for _, _, p in s]) for s in sentences)
             if split == "dev" and bio:
                 out["dev_errors"] = analyse(sentences)
                 out["dev_errors"]["what_if"] = diagnostics(sentences)

@@ -8,6 +8,7 @@ import tensorflow as tf
 from man_tf.config_files import load_config_file
 from man_tf.data import conll, pipeline
 from man_tf.data.vocab import CharVocabulary, TagVocabulary, WordVocabulary
+from man_tf.evaluation.tagging import bio_valid as valid_bio  # noqa: F401 (tests' name)
 from man_tf.models import building
 from man_tf.tasks import TASKS
 
@@ -157,13 +158,3 @@ def entity_counts(sentences):
             if prefix == "B":
                 counts[entity_type] = counts.get(entity_type, 0) + 1
     return counts
-
-
-def valid_bio(tags):
-    """True when no I-X starts a sentence or follows O or another type."""
-    previous = "O"
-    for tag in tags:
-        if tag.startswith("I-") and previous[2:] != tag[2:]:
-            return False
-        previous = tag
-    return True

@@ -9,6 +9,16 @@ def decode(predicted_ids, tag_vocabulary):
     return [[tags[i] for i in ids] for ids in predicted_ids]
 
 
+def bio_valid(tags):
+    """True when no ``I-X`` starts the sentence or follows ``O`` or another type."""
+    previous = "O"
+    for tag in tags:
+        if tag.startswith("I-") and previous[2:] != tag[2:]:
+            return False
+        previous = tag
+    return True
+
+
 def score(sentences, predicted_tags):
     """Entity-level scores (conlleval semantics) of predictions for ``sentences``."""
     return span_f1([list(s.tags) for s in sentences], predicted_tags)
