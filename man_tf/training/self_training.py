@@ -98,7 +98,7 @@ def taught_corpus(teacher, corpus, task, workdir, batch_size):
         trained = workdirs.load_trained(teacher, follow_selection=False)
         logging.info("self-training: teacher %s scores %d %s sentences", trained.checkpoint,
                      len(corpus), trained.target)
-        soft = _soft_labels(trained, corpus, task, 128)
+        soft = _soft_labels(trained, corpus, task, batch_size)
         os.makedirs(workdir, exist_ok=True)
         temporary = path + ".tmp.npz"
         np.savez(temporary, soft=soft, teacher_checkpoint=np.array(teacher_checkpoint))
