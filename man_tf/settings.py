@@ -29,8 +29,11 @@ def resolve_languages(config):
                           f"must never be used: remove it from --config.sources")
     missing = [lang for lang in sources if lang not in available]
     if missing:
+        joined = [lang for lang in missing if "," in lang]
+        hint = (f"; give a tuple, one code per item: --config.sources='(\"" +
+                '", "'.join(joined[0].split(",")) + '")\'' if joined else "")
         raise ConfigError(f"sources {missing} have no data in config.data.languages "
-                          f"({available})")
+                          f"({available}){hint}")
     if not sources:
         raise ConfigError("no source languages: MAN-MoE needs at least one labeled source")
     return sources, target
@@ -59,36 +62,73 @@ def resolve_data_root(config, config_file, typed=False):
 # train.lr_schedule: how the step sizes move over the run (optimizers.step_size).
 LR_SCHEDULES = ("constant", "linear", "cosine")
 
+# Every field with a closed set of values (the task's own: man_tf.tasks;
+# model.encoder: encoder_layers below), checked before anything is read or
+# written. A field a config does not have is not checked.
+CHOICES = {
+    "data.long_sentences": ("truncate", "split", "error"),
+    "model.discriminator": ("cnn", "mlp"),
+    "model.predictor_mixture": ("log_probabilities", "probabilities"),
+    "model.output_layer": ("softmax", "crf"),
+    "train.lr_schedule": LR_SCHEDULES,
+    "train.precision": ("auto", "float32", "mixed_bfloat16", "mixed_float16"),
+    "train.strategy": ("default", "mirrored", "multi_worker"),
+}
+
+# Counts and sizes: the least value each can take.
+COUNTS = {
+    **{f"train.{name}": 1 for name in ("steps", "batch_size", "log_every", "eval_every",
+                                       "checkpoint_every", "keep_checkpoints",
+                                       "eval_batch_size")},
+    **{f"model.{name}": 1 for name in ("word_dim", "char_embedding_dim", "char_filters",
+                                       "char_output_dim", "shared_hidden", "private_hidden",
+                                       "lstm_layers", "expert_hidden", "private_moe_layers",
+                                       "predictor_layers", "discriminator_filters",
+                                       "discriminator_hidden", "discriminator_layers")},
+    "model.predictor_hidden": 0,
+    "data.max_length": 0, "data.max_chars": 1, "data.min_count": 1,
+    "data.embeddings_max_words": 1, "data.dev_from_train": 0,
+    "train.discriminator_steps": 0, "train.num_cpu_devices": 0,
+    "self_training.rounds": 0, "self_training.steps": 0,
+}
+
+
+def _field(config, dotted):
+    node = config
+    for key in dotted.split("."):
+        if key not in node:
+            return _MISSING
+        node = node[key]
+    return node
+
+
+_MISSING = object()
+
 
 def check_config(config):
     """Settings no run can work with, as one line each (before any file is
     read or written)."""
     train = config.train
-    positive = {"train.steps": train.steps, "train.batch_size": train.batch_size,
-                "train.log_every": train.log_every, "train.eval_every": train.eval_every,
-                "train.checkpoint_every": train.checkpoint_every,
-                "train.keep_checkpoints": train.keep_checkpoints,
-                "train.eval_batch_size": train.eval_batch_size}
-    for name, value in positive.items():
-        if value < 1:
-            raise ConfigError(f"{name}={value}: expected a whole number of at least 1")
+    for name, least in COUNTS.items():
+        value = _field(config, name)
+        if value is _MISSING:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            expected = "of at least 1" if least == 1 else f">= {least}"
+            raise ConfigError(f"{name}={value}: expected a whole number {expected}")
+    for name, allowed in CHOICES.items():
+        value = _field(config, name)
+        if value is not _MISSING and value not in allowed:
+            raise ConfigError(f"{name}={value!r}: expected one of {', '.join(allowed)}")
     for name in ("learning_rate", "d_learning_rate", "encoder_learning_rate"):
         if not train[name] > 0:
             raise ConfigError(f"train.{name}={train[name]}: expected a positive number")
-    if train.lr_schedule not in LR_SCHEDULES:
-        raise ConfigError(f"train.lr_schedule={train.lr_schedule!r}: expected one of "
-                          f"{', '.join(LR_SCHEDULES)}")
     self_training = config.self_training
-    for name in ("rounds", "steps"):
-        if int(self_training[name]) != self_training[name] or self_training[name] < 0:
-            raise ConfigError(f"self_training.{name}={self_training[name]}: expected a whole "
-                              f"number >= 0")
     if self_training.rounds and not self_training.weight > 0:
         raise ConfigError(f"self_training.weight={self_training.weight}: expected a positive "
                           f"number (with self_training.rounds={self_training.rounds})")
-    if train.discriminator_steps < 0 or train.lambd < 0:
-        raise ConfigError(f"train.discriminator_steps={train.discriminator_steps}, "
-                          f"train.lambd={train.lambd}: expected values >= 0")
+    if train.lambd < 0:
+        raise ConfigError(f"train.lambd={train.lambd}: expected a number >= 0")
     if not config.model.use_words and any(config.data.embeddings.values()):
         raise ConfigError("data.embeddings given with model.use_words=False: the .vec files "
                           "would be unused; drop them or set --config.model.use_words=True")

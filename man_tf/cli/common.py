@@ -71,9 +71,47 @@ def quiet_tensorflow_startup():
 
 
 def _config_file_from_argv(argv):
-    for arg in argv[1:]:
+    for i, arg in enumerate(argv[1:], start=1):
         if arg.startswith("--config="):
             return arg.split("=", 1)[1]
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
+def config_file_problem(argv):
+    """One line for a ``--config`` that cannot be loaded (``None``: it
+    loads): no ``--config`` beside ``--config.FIELD`` overrides, a missing
+    file, or the error the file raised, at its line in the file."""
+    import traceback
+
+    given = _config_file_from_argv(argv)
+    if given is None:
+        if any(a.startswith("--config.") for a in argv[1:]):
+            return "--config.FIELD overrides given without --config=FILE (e.g. " \
+                   "--config=configs/conll_ner.py)"
+        return None
+    path = given.split(":", 1)[0]
+    if not os.path.exists(path):
+        return f"--config={given}: no such file"
+    if os.path.isdir(path):
+        return f"--config={given}: is a folder, expected a config file (configs/*.py)"
+    from man_tf.config_files import load_config_file
+
+    try:
+        load_config_file(given)
+    except Exception as e:  # noqa: BLE001  -- a config file can raise anything
+        where = given
+        if isinstance(e, SyntaxError) and e.lineno:
+            where = f"{e.filename or path}:{e.lineno}"
+        else:
+            frames = [f for f in traceback.extract_tb(e.__traceback__)
+                      if os.path.abspath(f.filename) == os.path.abspath(path)]
+            if frames:
+                where = f"{path}:{frames[-1].lineno}"
+        reason = (str(e).strip().splitlines() or [""])[0]
+        return f"--config={given}: {where}: {type(e).__name__}: {reason}" if where != given \
+            else f"--config={given}: {type(e).__name__}: {reason}"
     return None
 
 
@@ -145,6 +183,10 @@ def run_command(command, doc, define_flags, main, config_flag=False):
         sys.exit(0)
 
     def parse(argv):
+        problem = config_file_problem(argv) if config_flag else None
+        if problem:
+            print(f"{command}: error: {problem}", file=sys.stderr)
+            sys.exit(2)
         try:
             return FLAGS(argv)
         except Exception as e:  # noqa: BLE001  -- flags and config overrides raise many kinds
@@ -168,6 +210,39 @@ def run_command(command, doc, define_flags, main, config_flag=False):
 
     quiet_tensorflow_startup()
     app.run(main, flags_parser=parse)
+
+
+def _nearest_existing(path):
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def check_output_folder(flag, path):
+    """One line (:class:`ConfigError`) unless ``path`` is a folder, or can be
+    made one, that this process can write in; checked before any work, and
+    nothing is created here."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"{flag}={path}: is a file, expected a folder")
+    _check_writable(flag, path, _nearest_existing(path))
+
+
+def check_output_file(flag, path):
+    """The same for a file to be written: not a folder, and its folder writable."""
+    if os.path.isdir(path):
+        raise ConfigError(f"{flag}={path}: is a folder, expected a file name")
+    _check_writable(flag, path, _nearest_existing(os.path.dirname(os.path.abspath(path))))
+
+
+def _check_writable(flag, path, existing):
+    if not os.path.isdir(existing):
+        raise ConfigError(f"{flag}={path}: {existing} is a file, expected a folder")
+    try:  # a real write: permissions, read-only file systems, root squash all show
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as e:
+        raise ConfigError(f"{flag}={path}: cannot write in {existing} "
+                          f"({e.strerror or type(e).__name__})") from None
 
 
 def _log_to_files(message):

@@ -35,11 +35,17 @@ def define_flags():
 
 def main(argv):
     del argv
-    from man_tf.cli.common import user_errors
+    import os
+
+    from man_tf.cli.common import check_output_file, check_output_folder, user_errors
     from man_tf.tasks import task_of
     from man_tf.training import workdir as workdirs
     from man_tf.training.evaluate import evaluate
     with user_errors("man-tf-evaluate"):
+        if FLAGS.output:
+            check_output_file("--output", FLAGS.output)
+        else:  # <workdir>/eval/<name>
+            check_output_folder("--workdir", os.path.join(FLAGS.workdir, "eval"))
         task = task_of(workdirs.load_config(FLAGS.workdir))
         scores, output = evaluate(FLAGS.workdir, FLAGS.split, FLAGS.input, FLAGS.language,
                                   FLAGS.checkpoint, FLAGS.output, FLAGS.bio_decoding)

@@ -32,9 +32,10 @@ def define_flags():
 
 def main(argv):
     del argv
-    from man_tf.cli.common import user_errors
+    from man_tf.cli.common import check_output_folder, user_errors
     from man_tf.export.from_workdir import export
     with user_errors("man-tf-export"):
+        check_output_folder("--export_base", FLAGS.export_base)
         path = export(FLAGS.workdir, FLAGS.export_base, FLAGS.checkpoint, FLAGS.precision)
     print(f"exported {path}")
 

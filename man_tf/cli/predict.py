@@ -7,7 +7,8 @@
 ``--model`` is a version folder or an export base (its highest version).
 Input: one sentence (tagger) or document (classifier) per line; for a
 tagger, whitespace-separated tokens with ``--tokenized``. Output for a
-tagger: CoNLL columns (token tag) or JSON lines with tokens, tags, scores
+tagger: CoNLL columns (token tag), one block per input line (an empty
+or blank line gets an empty block, so block N answers line N), or JSON lines with tokens, tags, scores
 and the per-source expert weights averaged over the sentence; for a
 classifier: ``label<TAB>text`` lines or JSON lines with the label, class
 probabilities and expert weights. The model's kind is read from
@@ -33,7 +34,7 @@ def define_flags():
     flags.DEFINE_string("input", "-", "Input file, '-' for stdin.")
     flags.DEFINE_enum("format", "conll", ["conll", "jsonl"], "Output format.")
     flags.DEFINE_bool("tokenized", False, "Input lines are whitespace-separated tokens.")
-    flags.DEFINE_integer("batch_size", 64, "Sentences per request.")
+    flags.DEFINE_integer("batch_size", 64, "Sentences per request.", lower_bound=1)
     flags.mark_flags_as_required(["model", "language"])
 
 
@@ -45,15 +46,28 @@ def read_input(path):
         raise PredictError(f"--input={path}: no such file")
     if os.path.isdir(path):
         raise PredictError(f"--input={path}: is a directory, expected a text file")
-    lines = []
+    from man_tf.data.textio import not_text
+
+    lines, offset = [], 0
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
             try:
-                lines.append(raw.decode("utf-8").rstrip("\n").rstrip("\r"))
+                line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
+                kind = not_text(path)
+                if kind:
+                    raise PredictError(f"{path}:{number}: byte offset {offset + e.start}: not "
+                                       f"UTF-8 text; the file looks {kind}") from None
                 raise PredictError(f"{path}:{number}: byte 0x{raw[e.start]:02x} at column "
-                                   f"{e.start + 1} is not valid UTF-8; convert the file "
-                                   f"(e.g. iconv -f latin1 -t utf-8)") from None
+                                   f"{e.start + 1} (byte offset {offset + e.start}) is not "
+                                   f"valid UTF-8; convert the file (e.g. iconv -f latin1 -t "
+                                   f"utf-8)") from None
+            if "\x00" in line:
+                raise PredictError(f"{path}:{number}: byte offset {offset + raw.index(0)}: "
+                                   f"not UTF-8 text; the file looks "
+                                   f"{not_text(path) or 'binary'}")
+            offset += len(raw)
+            lines.append(line.rstrip("\n").rstrip("\r"))
     return lines
 
 
@@ -71,7 +85,7 @@ def main(argv):
                 print(json.dumps(result, ensure_ascii=False))
             elif "label" in result:
                 print(f"{result['label']}\t{result['text']}")
-            elif result["tokens"]:  # an empty input line is no sentence in CoNLL output
+            else:  # one block per input line; an empty or blank line, an empty block
                 for token, tag in zip(result["tokens"], result["tags"]):
                     print(f"{token} {tag}")
                 print()

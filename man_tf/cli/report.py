@@ -20,10 +20,16 @@ def define_flags():
 
 def main(argv):
     del argv
+    import os
+
+    from man_tf.cli.common import check_output_folder
     from man_tf.evaluation.report import write_report
+    from man_tf.settings import ConfigError
     try:
+        check_output_folder("--output_dir" if FLAGS.output_dir else "--workdir",
+                            FLAGS.output_dir or os.path.join(FLAGS.workdir, "report"))
         paths = write_report(FLAGS.workdir, FLAGS.output_dir)
-    except FileNotFoundError as e:
+    except (ConfigError, FileNotFoundError) as e:
         print(f"man-tf-report: error: {e}", file=sys.stderr)
         sys.exit(2)
     print("\n".join(paths))

@@ -57,6 +57,7 @@ def main(argv):
         if os.path.exists(workdir) and not os.path.isdir(workdir):
             raise settings.ConfigError(f"--workdir={workdir}: is a file, expected a "
                                          f"directory (new or a previous run's)")
+        cli_common.check_output_folder("--workdir", workdir)
         with config.unlocked():
             if FLAGS.profile_steps:
                 config.train.profile_steps = FLAGS.profile_steps

@@ -1,7 +1,7 @@
 """CoNLL-2002/2003 NER reader: word in the first column, tag in the last.
 
-Handles what the real files throw at a reader: 2, 3 or 4 columns (even mixed
-within a file), latin-1 and UTF-8, CRLF line ends, whitespace-only separator
+Handles what the real files throw at a reader: 2 or more columns (even mixed
+within a file; the columns between word and tag are ignored), latin-1 and UTF-8, CRLF line ends, whitespace-only separator
 lines, and ``-DOCSTART-`` document markers (never sentences). Tags are converted
 to BIO2 by default, so that IOB1 files (``I-`` opens most entities) and BIO2
 files share one tag vocabulary.

@@ -47,19 +47,55 @@ def resolve_encoding(path, encoding=AUTO):
     return "utf-8" if _is_utf8(path) else "latin-1"
 
 
+def not_text(path):
+    """What the file looks like when it is no single-byte or UTF-8 text:
+    ``"UTF-16 (it starts with a byte-order mark)"``, ``"UTF-16"`` (every
+    other byte NUL), ``"binary"`` (NUL bytes), or ``None``."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        return "UTF-16 (it starts with a byte-order mark)"
+    nuls = [i for i, byte in enumerate(head) if byte == 0]
+    odd = sum(i % 2 for i in nuls)
+    if len(nuls) >= len(head) // 3 and max(odd, len(nuls) - odd) >= 0.95 * len(nuls):
+        return "UTF-16"  # ASCII in UTF-16: a NUL in every other byte, on one side
+    return "binary" if nuls else None
+
+
+def _not_text_error(path, number, offset, encoding, kind):
+    fix = ("convert it to UTF-8, e.g. iconv -f utf-16 -t utf-8" if kind.startswith("UTF-16")
+           else "give a CoNLL or plain-text file")
+    return DataError(path, number, f"byte offset {offset}: not {encoding} text; the file "
+                                   f"looks {kind}: {fix}")
+
+
 def iter_lines(path, encoding=AUTO):
-    """Yields ``(line_number, text)`` with line ends (LF or CRLF) removed."""
+    """Yields ``(line_number, text)`` with line ends (LF or CRLF) removed.
+    A byte that does not decode, or a NUL (UTF-16 or a binary file read as
+    text), is a :class:`DataError` naming the line, the byte offset in the
+    file and the encoding tried."""
+    tried = "UTF-8 or latin-1" if encoding == AUTO else encoding
     encoding = resolve_encoding(path, encoding)
+    offset = 0
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
             try:
                 text = raw.decode(encoding)
             except UnicodeDecodeError as e:
+                kind = not_text(path)
+                if kind:
+                    raise _not_text_error(path, number, offset + e.start, tried,
+                                          kind) from None
                 raise DataError(
                     path, number,
-                    f"byte 0x{raw[e.start]:02x} at column {e.start + 1} is not valid "
-                    f"{encoding}; give the file's encoding (--config.data.encoding=latin-1) "
-                    f"or 'auto' to detect it per file") from None
+                    f"byte 0x{raw[e.start]:02x} at column {e.start + 1} (byte offset "
+                    f"{offset + e.start}) is not valid {encoding}; give the file's encoding "
+                    f"(--config.data.encoding=latin-1) or 'auto' to detect it per "
+                    f"file") from None
+            if "\x00" in text:
+                raise _not_text_error(path, number, offset + raw.index(0), tried,
+                                      not_text(path) or "binary")
+            offset += len(raw)
             yield number, text.rstrip("\r\n")
 
 

@@ -49,11 +49,11 @@ def _bar(ax, weights, title):
 def write_report(workdir, output_dir=None):
     """Writes the PNGs and ``report.md``; returns the list of written paths."""
     output_dir = output_dir or os.path.join(workdir, "report")
-    os.makedirs(output_dir, exist_ok=True)
     results_path = os.path.join(workdir, "results.json")
     if not os.path.exists(results_path):
         raise FileNotFoundError(f"{results_path}: not found; the report needs a finished "
                                 f"man-tf-train run")
+    os.makedirs(output_dir, exist_ok=True)
     with open(results_path, encoding="utf-8") as f:
         results = json.load(f)
     history = read_history(os.path.join(workdir, "metrics.jsonl"))

@@ -27,7 +27,7 @@ def predict_lines(model_dir, lines, language, tokenized=False, batch_size=64):
 
     from man_tf.tasks import TASKS
 
-    loaded = tf.saved_model.load(model_dir)
+    loaded = load_saved_model(model_dir)
     with open(os.path.join(model_dir, "assets.extra", "man_tf.json"), encoding="utf-8") as f:
         metadata = json.load(f)
     read = READERS[TASKS[metadata["task"]].client_reader]
@@ -89,6 +89,28 @@ READERS = {f.__name__: f for f in (classify_lines, tag_lines)}
 
 class PredictError(ValueError):
     """Bad input to man-tf-predict; the message is the whole error line."""
+
+
+def load_saved_model(model_dir):
+    """``tf.saved_model.load``, with a damaged export reported as one line
+    naming the file at fault (:class:`PredictError`)."""
+    import tensorflow as tf
+
+    from man_tf.training.checkpoints import damage
+
+    graph = os.path.join(model_dir, "saved_model.pb")
+    again = "export it again (man-tf-export) or give another version"
+    if os.path.exists(graph) and os.path.getsize(graph) == 0:
+        raise PredictError(f"{graph}: empty file, not a SavedModel graph; {again}")
+    problem = damage(os.path.join(model_dir, "variables", "variables"))
+    if problem is not None:
+        raise PredictError(f"{problem[0]}: damaged SavedModel variables ({problem[1]}); {again}")
+    try:
+        return tf.saved_model.load(model_dir)
+    except Exception as e:  # noqa: BLE001  -- protobuf and TF raise several kinds
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = reason.split(": ")[-1] if "Cannot parse file" in reason else reason
+        raise PredictError(f"{graph}: damaged SavedModel ({reason}); {again}") from None
 
 
 def read_metadata(model_dir):

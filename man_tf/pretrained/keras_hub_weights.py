@@ -16,6 +16,7 @@ float32 piece table (384 MB instead of the bundled file's 4-bit 54 MB).
 """
 
 import hashlib
+import os
 
 import numpy as np
 
@@ -105,6 +106,12 @@ def read_preset(preset, tokenizer_weights):
     """``preset`` (keras-hub name, handle or local directory) -> PresetWeights;
     a one-line ``WeightsFileError`` if keras-hub is missing, the preset cannot
     be loaded, is not a BERT, or its vocabulary is not the tokenizer's."""
+    looks_local = "://" not in preset and (
+        os.sep in preset or preset.startswith(".") or os.path.splitext(preset)[1])
+    if looks_local and not os.path.exists(preset):
+        raise WeightsFileError(preset, "no such file or folder (model.encoder_weights: a "
+                                       "keras-hub preset name, a kaggle:// or hf:// handle, "
+                                       "or a local preset folder)")
     try:
         import keras_hub
     except ImportError:

@@ -8,9 +8,15 @@ under a new name and updates its index file last, so a crash mid-write
 leaves the previous checkpoint in force.
 """
 
+import glob
 import os
+import re
+import shutil
 
 import tensorflow as tf
+from absl import logging
+
+from man_tf.data.errors import DataError
 
 
 def model_variables(model):
@@ -76,7 +82,10 @@ class TrainingState:
         there is one; returns it."""
         path = path or self.latest.latest_checkpoint
         if path:
-            self.checkpoint.restore(path).assert_existing_objects_matched()
+            # expect_partial: the data iterator's position is restored when
+            # the iterator exists (TrainingCheckpoint); a run that is already
+            # finished never makes one, which must not print warnings.
+            self.checkpoint.restore(path).expect_partial().assert_existing_objects_matched()
         return path
 
     def save_latest(self):
@@ -86,10 +95,119 @@ class TrainingState:
         return self.best.save(checkpoint_number=int(self.step.numpy()))
 
 
+def _listed(directory):
+    """The newest checkpoint the folder's ``checkpoint`` file lists, whether
+    or not its files are there (``tf.train.latest_checkpoint`` hides one
+    whose index is gone)."""
+    if not os.path.isdir(directory):
+        return None
+    state = tf.train.get_checkpoint_state(directory)
+    return state.model_checkpoint_path if state and state.model_checkpoint_path else None
+
+
 def checkpoint_path(workdir, which="best"):
-    """Path of the ``best`` or ``latest`` checkpoint in a workdir (``None`` if none)."""
+    """Path of the ``best`` or ``latest`` checkpoint in a workdir (``None`` if
+    none). Its files may be damaged or gone: :func:`readable` says."""
     directory = os.path.join(workdir, "best" if which == "best" else "checkpoints")
-    return tf.train.latest_checkpoint(directory)
+    listed = _listed(directory)
+    if listed:
+        return listed
+    numbered = _numbered(directory)  # the `checkpoint` file itself lost
+    return numbered[0] if numbered else None
+
+
+def _data_files(path):
+    return sorted(glob.glob(glob.escape(path) + ".data-*"))
+
+
+def damage(path):
+    """``None`` if the checkpoint ``path`` (a prefix such as
+    ``.../ckpt-300``) reads whole; else ``(file, reason)``: the file at
+    fault (its ``.index``, or a data file) and what is wrong with it. Every
+    value is read, so a truncated data file is found here, not halfway
+    through a restore."""
+    index = path + ".index"
+    if not os.path.exists(index):
+        return index, "no such file"
+    try:
+        reader = tf.train.load_checkpoint(path)
+    except Exception as e:  # noqa: BLE001  -- TF raises several kinds for a bad index
+        if "No such file" in str(e):  # the index names a data file that is gone
+            data = re.search(r"(\S+\.data-\d+-of-\d+)", str(e))
+            return (data.group(1).rstrip(";") if data else path + ".data-*"), "no such file"
+        return index, _first_line(e)
+    try:
+        for name, dtype in reader.get_variable_to_dtype_map().items():
+            if dtype != tf.variant:  # the data iterator's state: not readable as an array
+                reader.get_tensor(name)
+    except Exception as e:  # noqa: BLE001  -- IndexError, DataLossError, ...
+        files = _data_files(path)
+        return (files[0] if len(files) == 1 else path + ".data-*"), _first_line(e)
+    return None
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _numbered(directory):
+    """``ckpt-N`` prefixes in ``directory``, newest (highest N) first."""
+    found = []
+    for index in glob.glob(os.path.join(glob.escape(directory), "*.index")):
+        prefix = index[:-len(".index")]
+        number = re.search(r"-(\d+)$", prefix)
+        if number:
+            found.append((int(number.group(1)), prefix))
+    listed = _listed(directory)
+    if listed and not os.path.exists(listed + ".index"):  # listed, its index gone
+        number = re.search(r"-(\d+)$", listed)
+        found.append((int(number.group(1)) if number else -1, listed))
+    return [prefix for _, prefix in sorted(set(found), reverse=True)]
+
+
+def resumable_checkpoint(workdir):
+    """The newest checkpoint in ``workdir/checkpoints`` that reads whole
+    (``None``: there is none, a new run). A damaged newer one is named in a
+    warning and left in place (the run overwrites it when it gets there);
+    when none reads, one line (:class:`DataError`) names the newest's file
+    and the way out. Also removes the ``ckpt-N_temp`` folders a save cut
+    off by a crash leaves behind."""
+    directory = os.path.join(workdir, "checkpoints")
+    remove_partial_saves(directory)
+    remove_partial_saves(os.path.join(workdir, "best"))
+    damaged = []
+    for path in _numbered(directory):
+        problem = damage(path)
+        if problem is None:
+            for file, reason in damaged:
+                logging.warning("%s: damaged checkpoint (%s), left in place; resuming from %s",
+                                file, reason, path)
+            return path
+        damaged.append(problem)
+    if damaged:
+        file, reason = damaged[0]
+        raise DataError(file, None, f"damaged checkpoint ({reason}) and no older checkpoint in "
+                                    f"{directory} reads; move {workdir} away and train anew")
+    return None
+
+
+def remove_partial_saves(directory):
+    """Deletes ``*_temp`` folders: a checkpoint's shards while it is being
+    written, left behind only when the process was killed mid-save."""
+    for partial in glob.glob(os.path.join(glob.escape(directory), "*_temp")):
+        if os.path.isdir(partial):
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def readable(path, way_out):
+    """``path`` if that checkpoint reads whole, else one line naming the
+    file at fault and ``way_out`` (:class:`DataError`)."""
+    problem = damage(path)
+    if problem is not None:
+        file, reason = problem
+        raise DataError(file, None, f"damaged checkpoint ({reason}); {way_out}")
+    return path
 
 
 def restore_model(model, path):

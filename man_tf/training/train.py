@@ -181,7 +181,7 @@ def build_experiment(config, workdir, teacher=None):
     data = loading.load_data(config, task)
     # Read before anything is written: a wrong file or dimension stops here.
     pretrained = loading.read_pretrained_vectors(config, data)
-    latest = checkpoints.checkpoint_path(workdir, "latest")
+    latest = checkpoints.resumable_checkpoint(workdir)
     workdirs.check_resumable(workdir, config, latest is not None)
     resuming = latest is not None and os.path.exists(os.path.join(workdir, workdirs.VOCAB_FILE))
     words, chars, labels = _vocabularies(config, teacher or workdir, data, pretrained,
@@ -319,6 +319,8 @@ def finish(experiment, write=True):
 
     e, config = experiment, experiment.config
     best_path = checkpoints.checkpoint_path(e.write_dir, "best") or e.state.latest.latest_checkpoint
+    checkpoints.readable(best_path, f"move {os.path.dirname(best_path)} away and rerun this "
+                                    f"command to score the latest checkpoint instead")
     checkpoints.restore_model(e.model, best_path)
     metric, sources = e.task.metric, e.data.sources
     results = {"task": e.task.name, "metric": metric, "metric_name": e.task.metric_name,

@@ -196,5 +196,8 @@ def load_trained(workdir, which="best", precision=None, bio_decoding=None,
     path = checkpoints.checkpoint_path(workdir, which)
     if path is None:
         raise ConfigError(f"{workdir}: no {which} checkpoint; train first")
+    other = "latest" if which == "best" else "best"
+    checkpoints.readable(path, f"use --checkpoint={other} (the {other} checkpoint), or train "
+                               f"again into a new --workdir")
     checkpoints.restore_model(model, path)
     return Trained(config, sources, target, words, chars, tags, model, path)

@@ -108,7 +108,7 @@ def test_predict_checks_language_and_input_before_loading(tmp_path):
     done = command("predict", f"--model={model}", "--language=de", f"--input={latin1}")
     assert done.returncode == 2
     assert done.stderr.strip().startswith(f"man-tf-predict: error: {latin1}:1: byte 0xf6 at "
-                                          f"column 2 is not valid UTF-8")
+                                          f"column 2 (byte offset 1) is not valid UTF-8")
 
 
 def test_relative_data_root_resolves_one_documented_way(tmp_path):
