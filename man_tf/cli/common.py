@@ -57,6 +57,65 @@ def harmless_lines_hidden():
                 print("\n".join(kept), file=sys.stderr)
 
 
+# The filter between the process's stderr (file descriptor 2) and the
+# terminal: a separate process, so that whatever the command writes just
+# before a crash (a C++ check failure, a traceback) still gets through.
+_STDERR_FILTER = r"""
+import re, sys
+hidden = re.compile(sys.argv[1])
+out = sys.stdout.buffer
+for line in sys.stdin.buffer:
+    if not hidden.search(line.decode("utf-8", "replace")):
+        out.write(line)
+        out.flush()
+"""
+
+# Lines TensorFlow's C++ code and TF Text's SentencePiece write while a
+# command works, each saying nothing is wrong; hidden unless --verbosity>=1.
+HARMLESS_WHILE_RUNNING = re.compile(
+    HARMLESS_STARTUP.pattern +
+    r"|normalizer\.cc\(\d+\) LOG\(INFO\)"
+    r"|util\.cc:\d+\] oneDNN supports")
+
+
+@contextlib.contextmanager
+def stderr_filtered(hidden=HARMLESS_WHILE_RUNNING):
+    """Passes the process's stderr through a filter process that drops the
+    lines ``hidden`` matches; restores it after the block."""
+    import subprocess
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    child = subprocess.Popen([sys.executable, "-c", _STDERR_FILTER, hidden.pattern],
+                             stdin=subprocess.PIPE, stdout=saved, close_fds=True)
+    os.dup2(child.stdin.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        child.stdin.close()
+        child.wait()
+
+
+class _OwnInfoLines(std_logging.Filter):
+    """absl log records below WARNING from man_tf's own modules only
+    (TensorFlow logs through absl too: checkpoint sharding times...)."""
+
+    PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def filter(self, record):
+        return record.levelno >= std_logging.WARNING or \
+            os.path.abspath(record.pathname).startswith(self.PACKAGE + os.sep)
+
+
+def verbose():
+    """``--verbosity=1`` (``-v 1``) or more: TensorFlow's own INFO lines and
+    C++ notices are shown too."""
+    return FLAGS["verbosity"].present and FLAGS.verbosity >= 1
+
+
 def quiet_tensorflow_startup():
     """Imports TensorFlow (and finds its devices) with its harmless start-up
     notices hidden. Later C++ INFO lines are hidden unless the user set
@@ -208,8 +267,18 @@ def run_command(command, doc, define_flags, main, config_flag=False):
             print(f"{command}: error: {message} (see {command} --help)", file=sys.stderr)
             sys.exit(2)
 
+    def quiet_main(argv):
+        if verbose():
+            return main(argv)
+        # TensorFlow's Python INFO lines (checkpoint sharding, SavedModel
+        # assets and fingerprints) are hidden; its warnings are not.
+        std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)
+        logging.get_absl_logger().addFilter(_OwnInfoLines())
+        with stderr_filtered():
+            return main(argv)
+
     quiet_tensorflow_startup()
-    app.run(main, flags_parser=parse)
+    app.run(quiet_main, flags_parser=parse)
 
 
 def _nearest_existing(path):

@@ -49,7 +49,7 @@ def log_file_name(tf_config):
 def main(argv):
     from man_tf import settings, tasks
     from man_tf.cli import common as cli_common
-    from man_tf.training.train import train
+    from man_tf.training.train import finished_results, train
 
     workdir = FLAGS.workdir
     config = FLAGS.config
@@ -66,12 +66,21 @@ def main(argv):
                 typed=any(a.startswith("--config.data.root") for a in argv))
         tasks.task_of(config)  # a known task
         settings.check_config(config)
+        done = finished_results(config, workdir)
+        if done is not None:
+            metric, name = tasks.task_of(config).metric, tasks.task_of(config).metric_name
+            print(f"{workdir}: already trained to step {done['steps']} (dev {name} "
+                  f"{done.get(f'dev_{metric}', float('nan')):.2f}, test {name} "
+                  f"{done.get(f'test_{metric}', float('nan')):.2f}; {workdir}/results.json); a "
+                  f"larger --config.train.steps continues it")
+            return
         os.makedirs(workdir, exist_ok=True)
         name = log_file_name(json.loads(os.environ.get("TF_CONFIG", "{}")))
         handler = std_logging.FileHandler(os.path.join(workdir, name), encoding="utf-8")
         handler.setFormatter(logging.PythonFormatter())
         logging.get_absl_logger().addHandler(handler)
-        logging.set_verbosity(logging.INFO)
+        if not cli_common.verbose():  # -v 1 and more keep their own level
+            logging.set_verbosity(logging.INFO)
         results = train(config, workdir)
     task = tasks.task_of(config)
     metric, name = task.metric, task.metric_name

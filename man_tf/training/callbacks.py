@@ -10,19 +10,35 @@ every callback fires at the same steps as in an uninterrupted run.
 
 import json
 import math
+import os
 import time
 
 import keras
 import tensorflow as tf
 from absl import logging
 
+from man_tf.data.textio import atomic_write_text
+
 
 class MetricsHistory:
     """Appends one JSON line per logged step to ``metrics.jsonl`` (read by
-    man-tf-report). A line cut by a crash is skipped by the reader."""
+    man-tf-report). A run resumed at step ``start`` first drops the rows an
+    interrupted run wrote after its last checkpoint (and a line cut by the
+    crash), so the file holds one row per kind and step, in order."""
 
-    def __init__(self, path):
+    def __init__(self, path, start=0):
         self.path = path
+        if path is not None and os.path.exists(path):
+            kept = []
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        row = json.loads(line)
+                    except ValueError:
+                        continue
+                    if row.get("step", 0) <= start:
+                        kept.append(json.dumps(row) + "\n")
+            atomic_write_text(path, "".join(kept))
 
     def add(self, kind, step, **values):
         if self.path is None:

@@ -274,7 +274,8 @@ def loop_callbacks(experiment):
         return tf.summary.create_file_writer(os.path.join(e.workdir, "tensorboard", name)) \
             if e.chief else tf.summary.create_noop_writer()
 
-    history = loop.MetricsHistory(os.path.join(e.workdir, "metrics.jsonl") if e.chief else None)
+    history = loop.MetricsHistory(os.path.join(e.workdir, "metrics.jsonl") if e.chief else None,
+                                  e.start)
     metric = e.task.metric  # the selection metric: entity F1 / accuracy
     dev = loop.DevEvaluation(e.state, train.steps, train.eval_every if e.eval_sets else 0,
                              lambda: evaluate(e, e.eval_sets), e.data.target, e.data.sources,
@@ -383,13 +384,40 @@ def self_train(config, workdir, teacher_results, callbacks=()):
                               "weight": config.self_training.weight}}
 
 
+def finished_results(config, workdir):
+    """The stored results if ``workdir`` already holds a finished run of
+    ``config`` (its ``train.steps`` and self-training rounds); ``None`` if
+    there is training left to do. A finished workdir trained with other
+    settings is refused as on resume (:class:`WorkdirMismatch`)."""
+    import json
+
+    from man_tf.training import workdir as workdirs
+
+    path = os.path.join(workdir, "results.json")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        results = json.load(f)
+    rounds = len(results.get("self_training", {}).get("rounds", []))
+    if results.get("steps") != config.train.steps or rounds != config.self_training.rounds:
+        return None
+    workdirs.check_resumable(workdir, config, True)
+    return results
+
+
 def train(config, workdir, callbacks=()):
     """Trains (or resumes) and returns the results dict written to
     results.json: :func:`build_experiment`, :func:`fit` (``callbacks`` run
     after the loop's own; a callback that stops training still gets the
     best checkpoint so far scored), :func:`finish`; then, with
     ``self_training.rounds``, the self-training rounds
-    (:mod:`man_tf.training.self_training`)."""
+    (:mod:`man_tf.training.self_training`). A workdir that already holds
+    this run's results (:func:`finished_results`) is not trained again."""
+    done = finished_results(config, workdir)
+    if done is not None:
+        logging.info("%s: already trained to step %d; results.json kept", workdir,
+                     done["steps"])
+        return done
     experiment = build_experiment(config, workdir)
     fit(experiment, callbacks)
     # With self-training, results.json is written once the rounds are done:
