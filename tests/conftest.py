@@ -53,3 +53,12 @@ def float32_policy():
     keras.mixed_precision.set_global_policy("float32")
     yield
     keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.fixture(scope="session")
+def serve_check(tmp_path_factory):
+    """The C++ loader (man_tf/export/cc/serve_check.cc), built once per test
+    session with g++ against the installed TensorFlow wheel."""
+    from man_tf.export import cc_check
+
+    return cc_check.build(str(tmp_path_factory.mktemp("serve_check")))

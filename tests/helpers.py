@@ -158,3 +158,57 @@ def entity_counts(sentences):
             if prefix == "B":
                 counts[entity_type] = counts.get(entity_type, 0) + 1
     return counts
+
+
+def assert_cc_serves_like_predict(binary, model_dir, language, lines):
+    """Every signature of the export, loaded and run in C++ as TensorFlow
+    Serving does (man_tf.export.cc_check), answers ``lines`` as
+    ``man-tf-predict`` does (raw text; for a tagger also ``--tokenized``)."""
+    import json
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from man_tf.export import cc_check
+
+    with open(os.path.join(model_dir, "assets.extra", "man_tf.json"), encoding="utf-8") as f:
+        metadata = json.load(f)
+    tagger = metadata["task"] == "tagging"
+    libraries = None
+    for signature in ["serving_default"] + (["tag_tokens"] if tagger else []):
+        tokenized = signature == "tag_tokens"
+        served = subprocess.run(
+            [sys.executable, "-m", "man_tf.cli.predict", f"--model={model_dir}",
+             f"--language={language}", "--format=jsonl", f"--tokenized={tokenized}"],
+            input="\n".join(lines) + "\n", capture_output=True, text=True, cwd=ROOT,
+            timeout=600)
+        assert served.returncode == 0, served.stderr[-3000:]
+        predicted = [json.loads(row) for row in served.stdout.splitlines()]
+        assert len(predicted) == len(lines)
+        if libraries is None:  # found once, in a process without TF Text
+            found = subprocess.run([sys.executable, "-m", "man_tf.export.cc_check",
+                                    "--libraries", f"--model={model_dir}"],
+                                   capture_output=True, text=True, cwd=ROOT, timeout=600)
+            assert found.returncode == 0, found.stderr[-3000:]
+            libraries = json.loads(found.stdout.strip().splitlines()[-1])
+            assert all("tensorflow_text" in path for path in libraries), libraries
+        out = {k: v["values"] for k, v in
+               cc_check.run(model_dir, signature, language, lines, binary, libraries).items()}
+        for row, expected in enumerate(predicted):
+            if tagger:
+                n = int(out["lengths"][row])
+                assert list(out["tokens"][row, :n]) == expected["tokens"], (signature, row)
+                assert list(out["tags"][row, :n]) == expected["tags"], (signature, row)
+                np.testing.assert_allclose(out["tag_scores"][row, :n].astype(float),
+                                           expected["scores"], atol=1.5e-4)
+                weights = out["expert_weights"][row, :n].astype(float).mean(axis=0) if n \
+                    else np.zeros(len(metadata["expert_languages"]))
+            else:
+                assert out["label"][row] == expected["label"], row
+                np.testing.assert_allclose(out["probabilities"][row].astype(float),
+                                           list(expected["probabilities"].values()), atol=1.5e-4)
+                weights = out["expert_weights"][row].astype(float)
+            np.testing.assert_allclose(weights, list(expected["expert_weights"].values()),
+                                       atol=1.5e-4)
+    return libraries

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from man_tf.data import conll
-from tests.helpers import CLEAN_PROCESS_PREAMBLE, ROOT
+from tests.helpers import CLEAN_PROCESS_PREAMBLE, ROOT, assert_cc_serves_like_predict
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 
@@ -150,6 +150,14 @@ def test_serving_graph_uses_only_ops_tf_serving_links(exported):
     assert "BlockLSTMV2" in core  # the BiLSTMs, fused for serving
 
 
+def test_cc_loader_serves_what_predict_serves(exported, serve_check):
+    """The encoder export in C++, as tensorflow_model_server loads it: only
+    TF Text's SentencePiece library is loaded beside core TensorFlow."""
+    lines = ["Angela Weber besuchte Berlin und Paris .", "", "Die Europäische Union tagt ."]
+    libraries = assert_cc_serves_like_predict(serve_check, exported, "de", lines)
+    assert [os.path.basename(p) for p in libraries] == ["_sentencepiece_tokenizer.so"]
+
+
 def test_resume_with_encoder_features_ends_like_an_uninterrupted_run(trained, tmp_path):
     workdir = str(tmp_path / "resumed")
     cache = os.path.join(trained, "features")  # reuse: same features, no recomputation
@@ -175,7 +183,8 @@ print(json.dumps({"labels": [x.decode() for x in out["label"].numpy()],
 
 
 @pytest.mark.parametrize("fine_tuned", [False, True], ids=["frozen", "fine_tuned"])
-def test_classifier_with_encoder_input_trains_exports_and_serves(tmp_path, fine_tuned):
+def test_classifier_with_encoder_input_trains_exports_and_serves(tmp_path, fine_tuned,
+                                                                serve_check):
     """The encoder input for the other task: reviews in, the encoder's features
     of their (UnicodeScript) tokens, a label out of the served graph equal to
     the in-memory model's on features from the training cache (frozen) or
@@ -243,6 +252,11 @@ def test_classifier_with_encoder_input_trains_exports_and_serves(tmp_path, fine_
     assert unknown == [] and "SentencepieceTokenizeWithOffsetsOp" in text_ops
     assert all(op.startswith("Sentencepiece") or op == "UnicodeScriptTokenizeWithOffsets"
                for op in text_ops), text_ops
+    # And in C++, as tensorflow_model_server loads it.
+    libraries = assert_cc_serves_like_predict(serve_check, path, "fr",
+                                              [d.text for d in documents[:4]])
+    assert sorted(os.path.basename(p) for p in libraries) == [
+        "_sentencepiece_tokenizer.so", "_unicode_script_tokenizer.so"]
 
 
 def test_encoder_config_sections_set_the_encoder_input_and_nothing_else():

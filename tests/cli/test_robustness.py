@@ -81,7 +81,13 @@ def test_sigkill_then_rerun_ends_like_an_uninterrupted_run(uninterrupted, tmp_pa
         resumed_log = [json.loads(line) for line in f]
     with open(os.path.join(uninterrupted, "metrics.jsonl"), encoding="utf-8") as f:
         straight_log = [json.loads(line) for line in f]
-    last = {(r["kind"], r["step"], r.get("language")): r for r in resumed_log}
+    # One row per logged step, in order: the killed run's rows after its
+    # last checkpoint were dropped on resume, not kept beside the new ones.
+    def key(row):
+        return row["kind"], row["step"], row.get("language")
+
+    assert [key(r) for r in resumed_log] == [key(r) for r in straight_log]
+    last = {key(r): r for r in resumed_log}
     rates = {r["step"]: r["learning_rate"] for r in straight_log if r["kind"] == "train"}
     assert rates[5] == pytest.approx(2e-3 * (1 - 4 / 60), rel=1e-6)
     assert rates[60] == pytest.approx(2e-3 / 60, rel=1e-6)  # the last update's

@@ -62,8 +62,26 @@ def test_latin1_text_decodes_to_real_characters():
 
 
 def test_utf8_mode_names_the_line_of_a_latin1_byte():
-    with pytest.raises(DataError, match=r"esp\.testa:\d+: byte 0x[0-9a-f]{2}"):
+    with pytest.raises(DataError, match=r"esp\.testa:\d+: byte 0x[0-9a-f]{2} at column \d+ "
+                                        r"\(byte offset \d+\) is not valid utf-8"):
         read_conll(conll_file("esp.testa"), encoding="utf-8")
+
+
+@pytest.mark.parametrize("encoding", ["auto", "utf-8"])
+def test_utf16_and_binary_files_are_named_as_such(write, encoding):
+    tried = "UTF-8 or latin-1" if encoding == "auto" else "utf-8"
+    little = write("le.conll", "")
+    with open(little, "wb") as f:
+        f.write("Angela B-PER\n".encode("utf-16-le"))  # no byte-order mark
+    with pytest.raises(DataError, match=rf"le\.conll:1: byte offset 1: not {tried} text; the "
+                                        rf"file looks UTF-16: convert it to UTF-8"):
+        read_conll(little, encoding=encoding)
+    binary = write("bin.conll", "")
+    with open(binary, "wb") as f:
+        f.write(b"\x7fELF\x02\x01\x01\x00\x00\x00" + bytes(200))
+    with pytest.raises(DataError, match=rf"bin\.conll:1: byte offset 7: not {tried} text; "
+                                        rf"the file looks binary"):
+        read_conll(binary, encoding=encoding)
 
 
 def test_to_bio2():
@@ -77,9 +95,12 @@ def test_to_bio2():
 def test_quirks(write):
     path = write("quirks.conll",
                  "-DOCSTART- -X- O O\r\n\r\nJohn NNP I-NP I-PER\r\nlives O\r\n  \r\n"
-                 "in IN O\nBerlin B-LOC\n\n\n-DOCSTART- O\nEnd O\n")
+                 "in IN O\nBerlin B-LOC\n\n\n-DOCSTART- O\nEnd O\n\n"
+                 "Köln Köln NE I-NC I-LOC\nliegt liegen VVFIN I-VC O\n")  # 5 columns
     sentences = read_conll(path)
-    assert [s.tokens for s in sentences] == [("John", "lives"), ("in", "Berlin"), ("End",)]
+    assert [s.tokens for s in sentences] == [("John", "lives"), ("in", "Berlin"), ("End",),
+                                             ("Köln", "liegt")]
+    assert sentences[3].tags == ("B-LOC", "O")
     assert sentences[0].tags == ("B-PER", "O")
     assert sentences[1].source.endswith("quirks.conll:6")
 

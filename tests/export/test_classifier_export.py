@@ -17,7 +17,8 @@ from man_tf.data import conll, pipeline
 from man_tf.data.reviews import read_reviews
 from man_tf.models import inference
 from tests.cli.test_train_evaluate import small_webis
-from tests.helpers import CLEAN_PROCESS_PREAMBLE, load_config
+from tests.helpers import (CLEAN_PROCESS_PREAMBLE, assert_cc_serves_like_predict,
+                           load_config)
 
 CLEAN = CLEAN_PROCESS_PREAMBLE + r"""
 model_dir, texts = sys.argv[1], json.loads(sys.argv[2])
@@ -83,3 +84,9 @@ def test_predict_command_handles_classifiers(exported):
     metadata = json.load(open(os.path.join(path, "assets.extra", "man_tf.json")))
     assert metadata["task"] == "classification" and metadata["classes"] == ["negative",
                                                                                "positive"]
+
+
+def test_cc_loader_serves_what_predict_serves(exported, serve_check):
+    config, _, path = exported
+    documents = read_reviews(os.path.join(config.data.root, "fr", "music", "test.review"))[:6]
+    assert_cc_serves_like_predict(serve_check, path, "fr", [d.text for d in documents])

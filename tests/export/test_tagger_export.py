@@ -21,7 +21,8 @@ from man_tf.export import saved_model
 from man_tf.models import inference
 from man_tf.training import checkpoints
 from tests.conftest import conll_file
-from tests.helpers import CLEAN_PROCESS_PREAMBLE, load_config, valid_bio
+from tests.helpers import (CLEAN_PROCESS_PREAMBLE, assert_cc_serves_like_predict,
+                           load_config, valid_bio)
 
 
 @pytest.fixture(scope="module")
@@ -258,3 +259,11 @@ def test_bfloat16_export_tags_like_the_float32_one(exported, tmp_path):
     assert agree >= 0.95, agree
     with pytest.raises(ValueError, match="precision"):
         export(workdir, str(tmp_path / "bad"), precision="float16")
+
+
+def test_cc_loader_serves_what_predict_serves(exported, serve_check):
+    """Loaded in C++ as tensorflow_model_server loads it (LoadSavedModel, tag
+    serve, TF Text's op libraries): both signatures answer as man-tf-predict."""
+    _, _, path = exported
+    lines = ["Angela Weber besuchte Berlin und Paris .", "", "Die Europäische Union tagt ."]
+    assert_cc_serves_like_predict(serve_check, path, "de", lines)
