@@ -289,12 +289,17 @@ def test_conll_output_has_one_block_per_input_line(trained, tmp_path):
     done = command("predict", f"--model={trained['export']}", "--language=de",
                    f"--input={path}")
     assert done.returncode == 0, done.stderr[-3000:]
-    blocks = done.stdout.split("\n\n")
-    assert blocks[-1] == ""  # the last block's blank line ends the output
-    blocks = blocks[:-1]
+    blocks, rows = [], []
+    assert done.stdout.endswith("\n\n")
+    for line in done.stdout.split("\n")[:-1]:  # a blank line ends each block
+        if line:
+            rows.append(line)
+        else:
+            blocks.append(rows)
+            rows = []
     assert len(blocks) == len(lines)
-    assert [len(b.splitlines()) for b in blocks] == [5, 0, 0, 2]
-    assert [row.split()[0] for row in blocks[3].splitlines()] == ["Paris", "."]
+    assert [len(b) for b in blocks] == [5, 0, 0, 2]
+    assert [row.split()[0] for row in blocks[3]] == ["Paris", "."]
 
 
 # -- 6. resume leaves no debris; a finished workdir is one line --------------
