@@ -175,6 +175,7 @@ def assert_cc_serves_like_predict(binary, model_dir, language, lines):
     with open(os.path.join(model_dir, "assets.extra", "man_tf.json"), encoding="utf-8") as f:
         metadata = json.load(f)
     tagger = metadata["task"] == "tagging"
+    assert not any("\n" in line for line in lines), "one request per line"
     libraries = None
     for signature in ["serving_default"] + (["tag_tokens"] if tagger else []):
         tokenized = signature == "tag_tokens"

@@ -89,4 +89,6 @@ def test_predict_command_handles_classifiers(exported):
 def test_cc_loader_serves_what_predict_serves(exported, serve_check):
     config, _, path = exported
     documents = read_reviews(os.path.join(config.data.root, "fr", "music", "test.review"))[:6]
-    assert_cc_serves_like_predict(serve_check, path, "fr", [d.text for d in documents])
+    # One document per line, as man-tf-predict reads them.
+    assert_cc_serves_like_predict(serve_check, path, "fr", [" ".join(d.text.split())
+                                                            for d in documents])

@@ -199,10 +199,10 @@ def test_predict_command_output_and_quiet_start(exported, tmp_path):
                            "--language=de", f"--input={text}"],
                           capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
-    # An empty input line is no sentence: one blank line between the two.
-    blocks = done.stdout.split("\n\n")
-    assert [len(b.splitlines()) for b in blocks if b.strip()] == [5, 4]
-    assert "\n\n\n" not in done.stdout
+    # One block per input line: the empty line's block is empty (a blank line).
+    lines = done.stdout.split("\n")
+    assert lines[5:7] == ["", ""] and len(lines) == 5 + 2 + 4 + 2
+    assert [row.split()[0] for row in lines[7:11]] == ["Die", "Bahn", "fährt", "."]
     # TensorFlow's start-up and oneDNN notices are not shown (README: what remains).
     for notice in ("cuInit", "oneDNN", "absl::InitializeLog", "cpu_feature_guard"):
         assert notice not in done.stderr, done.stderr
