@@ -401,6 +401,13 @@ def finished_results(config, workdir):
     rounds = len(results.get("self_training", {}).get("rounds", []))
     if results.get("steps") != config.train.steps or rounds != config.self_training.rounds:
         return None
+    # A run a callback stopped early has results.json too; it is finished
+    # only once its latest checkpoint is the last step's.
+    from man_tf.training import checkpoints
+
+    latest = checkpoints.checkpoint_path(workdir, "latest") or ""
+    if not latest.endswith(f"-{config.train.steps}"):
+        return None
     workdirs.check_resumable(workdir, config, True)
     return results
 
