@@ -107,6 +107,11 @@ def get_config(inputs="encoder"):
     model.shared_hidden = placeholder(int)   # F_s
     model.private_hidden = placeholder(int)  # F_p
     model.lstm_layers = 2                # F_layers
+    # How the BiLSTMs run: "loop" (one tf.scan for both directions: fastest
+    # on CPU), "keras" (Keras' LSTM kernels: cuDNN on a GPU) or "auto"
+    # ("keras" where a GPU is visible, else "loop"). Same weights either
+    # way; may change on resume.
+    model.lstm_implementation = "auto"
     model.use_private = True             # F_p present (False: the no_private_moe ablation)
     model.dropout = 0.5                  # between BiLSTM layers, in the char-CNN
     model.word_dropout = 0.5             # on the BiLSTMs' input

@@ -81,3 +81,42 @@ class OwnTrainFunction:
 
 
 assert issubclass(keras.Model, keras.layers.Layer)  # the mixin goes before keras.Model
+
+
+def keras_lstm(inputs, mask, kernel, recurrent_kernel, bias, training=False):
+    """One LSTM direction through the kernels Keras' ``LSTM`` layer runs
+    (Keras 3.15, TF backend): ``keras.src.backend.tensorflow.rnn.lstm``,
+    which is cuDNN's fused kernel where a GPU is visible and the arguments
+    allow it (tanh/sigmoid, right-padded mask), and otherwise Keras' generic
+    ``rnn`` loop with the LSTM cell's step. The weights are passed in (gate
+    order i, f, c, o, as Keras'), so a layer keeps its own variables.
+    ``inputs`` ``[batch, time, dim]``, ``mask`` bool ``[batch, time]`` ->
+    outputs ``[batch, time, units]``."""
+    import importlib
+
+    # The module: ``keras.src.backend.tensorflow`` exports a function ``rnn``
+    # under the module's name.
+    tf_rnn = importlib.import_module("keras.src.backend.tensorflow.rnn")
+
+    del training  # no dropout inside the recurrence
+    units = recurrent_kernel.shape[0]
+    zeros = tf.zeros([tf.shape(inputs)[0], units], inputs.dtype)
+    try:
+        _, outputs, _ = tf_rnn.lstm(inputs, zeros, zeros, mask, kernel, recurrent_kernel, bias,
+                                    activation=tf.tanh, recurrent_activation=tf.sigmoid,
+                                    return_sequences=True)
+        return outputs
+    except NotImplementedError:  # no GPU: Keras' generic loop, as its LSTM falls back
+        pass
+
+    def step(x_t, states):
+        h, c = states
+        z = tf.matmul(x_t, kernel) + tf.matmul(h, recurrent_kernel) + bias
+        i, f, g, o = tf.split(z, 4, axis=-1)
+        c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+        h = tf.sigmoid(o) * tf.tanh(c)
+        return h, [h, c]
+
+    _, outputs, _ = tf_rnn.rnn(step, inputs, [zeros, zeros], mask=mask,
+                               zero_output_for_mask=True, return_all_outputs=True)
+    return outputs

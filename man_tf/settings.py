@@ -70,6 +70,7 @@ CHOICES = {
     "model.discriminator": ("cnn", "mlp"),
     "model.predictor_mixture": ("log_probabilities", "probabilities"),
     "model.output_layer": ("softmax", "crf"),
+    "model.lstm_implementation": ("auto", "loop", "keras"),
     "train.lr_schedule": LR_SCHEDULES,
     "train.precision": ("auto", "float32", "mixed_bfloat16", "mixed_float16"),
     "train.strategy": ("default", "mirrored", "multi_worker"),

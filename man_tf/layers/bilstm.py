@@ -10,6 +10,14 @@ never reaches a real position. Gate layout and initialisation follow Keras'
 LSTM (gates i, f, c, o; forget-gate bias 1), and a test checks outputs equal
 Keras' ``Bidirectional(LSTM)`` with the same weights.
 
+``implementation`` picks how training and evaluation run the recurrence:
+``"loop"`` (the ``tf.scan`` above, fastest on CPU), ``"keras"`` (Keras'
+own LSTM kernels, :func:`man_tf.keras_internals.keras_lstm`: cuDNN's fused
+kernel on a GPU, Keras' generic loop elsewhere) or ``"auto"`` (``"keras"``
+where a GPU is visible, else ``"loop"``). The weights are the same
+variables either way, so checkpoints move freely between the two; a test
+holds outputs and gradients equal.
+
 Serving graphs set ``fused_inference``: each direction is then one
 ``BlockLSTMV2`` op (core TF's fused LSTM kernel: the same gate layout, the
 whole sequence in one kernel call), faster than the loop on CPU
@@ -21,7 +29,19 @@ fused path raises, and training never takes it.
 import keras
 import tensorflow as tf
 
-from man_tf.keras_internals import all_layers
+from man_tf.keras_internals import all_layers, keras_lstm
+
+IMPLEMENTATIONS = ("auto", "loop", "keras")
+
+
+def resolve_implementation(implementation):
+    """``"auto"`` -> ``"keras"`` where TensorFlow sees a GPU (cuDNN), else ``"loop"``."""
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"implementation={implementation!r}: expected one of "
+                         f"{', '.join(IMPLEMENTATIONS)}")
+    if implementation == "auto":
+        return "keras" if tf.config.list_logical_devices("GPU") else "loop"
+    return implementation
 
 
 @keras.saving.register_keras_serializable(package="man_tf")
@@ -29,9 +49,11 @@ class BidirectionalLSTM(keras.layers.Layer):
     """One bidirectional layer: ``[batch, time, dim]`` + lengths ``[batch]``
     -> ``[batch, time, 2 * units]`` (forward ; backward), zeros at padding."""
 
-    def __init__(self, units, **kwargs):
+    def __init__(self, units, implementation="auto", **kwargs):
         super().__init__(**kwargs)
         self.units = int(units)
+        self.implementation = implementation
+        resolve_implementation(implementation)  # a known name
 
     def build(self, input_shape):
         dim, units = int(input_shape[-1]), self.units
@@ -57,6 +79,8 @@ class BidirectionalLSTM(keras.layers.Layer):
     def call(self, x, lengths, training=False):
         if self.fused_inference and not training:
             return self._fused(x, lengths)
+        if resolve_implementation(self.implementation) == "keras":
+            return self._keras(x, lengths, training)
         batch, time = tf.shape(x)[0], tf.shape(x)[1]
         units = self.units
         backward_input = tf.reverse_sequence(x, lengths, seq_axis=1, batch_axis=0)
@@ -82,6 +106,26 @@ class BidirectionalLSTM(keras.layers.Layer):
         backward = tf.reverse_sequence(outputs[1], lengths, seq_axis=1, batch_axis=0)
         mask = tf.sequence_mask(lengths, time, dtype=x.dtype)[:, :, None]
         return tf.concat([outputs[0], backward], axis=-1) * mask
+
+    def _keras(self, x, lengths, training):
+        """Each direction through Keras' LSTM kernels (cuDNN on a GPU; a
+        bfloat16 input runs them in float32, which cuDNN supports)."""
+        dtype = x.dtype
+        compute = tf.float32 if dtype == tf.bfloat16 else dtype
+        x = tf.cast(x, compute)
+        time = tf.shape(x)[1]
+        # cuDNN refuses an all-padding row: such a row runs one step and is
+        # zeroed by the mask below like any padding.
+        mask = tf.sequence_mask(tf.maximum(lengths, 1), time)
+        outputs = []
+        for direction, inputs in enumerate(
+                (x, tf.reverse_sequence(x, lengths, seq_axis=1, batch_axis=0))):
+            outputs.append(keras_lstm(inputs, mask, tf.cast(self.kernel[direction], compute),
+                                      tf.cast(self.recurrent_kernel[direction], compute),
+                                      tf.cast(self.bias[direction], compute), training))
+        backward = tf.reverse_sequence(outputs[1], lengths, seq_axis=1, batch_axis=0)
+        real = tf.sequence_mask(lengths, time, dtype=compute)[:, :, None]
+        return tf.cast(tf.concat([outputs[0], backward], axis=-1) * real, dtype)
 
     def _fused(self, x, lengths):
         """The forward pass with one ``BlockLSTMV2`` op per direction
@@ -110,7 +154,8 @@ class BidirectionalLSTM(keras.layers.Layer):
         return (*input_shape[:2], 2 * self.units)
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units}
+        return {**super().get_config(), "units": self.units,
+                "implementation": self.implementation}
 
 
 def _inference_only(x):
@@ -139,7 +184,8 @@ class BiLSTMEncoder(keras.layers.Layer):
     embeddings) and ``dropout`` between layers, as PyTorch's LSTM does.
     """
 
-    def __init__(self, hidden=200, num_layers=2, dropout=0.5, input_dropout=0.5, **kwargs):
+    def __init__(self, hidden=200, num_layers=2, dropout=0.5, input_dropout=0.5,
+                 implementation="auto", **kwargs):
         super().__init__(**kwargs)
         if hidden % 2:
             raise ValueError(f"hidden must be even (two directions), got {hidden}")
@@ -147,9 +193,10 @@ class BiLSTMEncoder(keras.layers.Layer):
         self.num_layers = int(num_layers)
         self.dropout_rate = float(dropout)
         self.input_dropout_rate = float(input_dropout)
+        self.implementation = implementation
         self.input_dropout = keras.layers.Dropout(self.input_dropout_rate)
         self.between_dropout = keras.layers.Dropout(self.dropout_rate)
-        self.lstms = [BidirectionalLSTM(self.hidden // 2, name=f"bilstm{i}")
+        self.lstms = [BidirectionalLSTM(self.hidden // 2, implementation, name=f"bilstm{i}")
                       for i in range(self.num_layers)]
 
     def build(self, input_shape):
@@ -172,4 +219,5 @@ class BiLSTMEncoder(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "hidden": self.hidden, "num_layers": self.num_layers,
-                "dropout": self.dropout_rate, "input_dropout": self.input_dropout_rate}
+                "dropout": self.dropout_rate, "input_dropout": self.input_dropout_rate,
+                "implementation": self.implementation}

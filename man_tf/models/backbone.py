@@ -43,7 +43,7 @@ class Backbone(keras.layers.Layer):
                  unk_replacement, use_char_cnn, char_embedding_dim, char_filters,
                  char_kernel_sizes, char_output_dim, char_embedding_trainable, shared_hidden,
                  private_hidden, lstm_layers, use_private, dropout, word_dropout,
-                 word_features=None, **kwargs):
+                 lstm_implementation="auto", word_features=None, **kwargs):
         super().__init__(**kwargs)
         self.num_words, self.num_chars = int(num_words), int(num_chars)
         self.word_block_starts = tuple(int(b) for b in word_block_starts)
@@ -59,6 +59,7 @@ class Backbone(keras.layers.Layer):
         self.shared_hidden, self.private_hidden = int(shared_hidden), int(private_hidden)
         self.lstm_layers, self.use_private = int(lstm_layers), bool(use_private)
         self.dropout, self.word_dropout = float(dropout), float(word_dropout)
+        self.lstm_implementation = lstm_implementation
         if not (self.use_words or self.use_char_cnn or self.encoder_dim):
             raise ValueError("no input: enable word vectors, the char-CNN or an encoder")
         if word_features is not None and not self.encoder_dim:
@@ -81,10 +82,12 @@ class Backbone(keras.layers.Layer):
                                     name="char_cnn")
             self.input_dim += self.char_output_dim
         self.shared_encoder = BiLSTMEncoder(self.shared_hidden, self.lstm_layers, self.dropout,
-                                            self.word_dropout, name="shared_encoder")
+                                            self.word_dropout, self.lstm_implementation,
+                                            name="shared_encoder")
         if self.use_private:
             self.private_encoder = BiLSTMEncoder(self.private_hidden, self.lstm_layers,
                                                  self.dropout, self.word_dropout,
+                                                 self.lstm_implementation,
                                                  name="private_encoder")
 
     @property
@@ -163,6 +166,7 @@ class Backbone(keras.layers.Layer):
                   "char_output_dim": self.char_output_dim,
                   "char_embedding_trainable": self.char_embedding_trainable,
                   "shared_hidden": self.shared_hidden, "private_hidden": self.private_hidden,
+                  "lstm_implementation": self.lstm_implementation,
                   "lstm_layers": self.lstm_layers, "use_private": self.use_private,
                   "dropout": self.dropout, "word_dropout": self.word_dropout,
                   "word_features": None}

@@ -35,6 +35,8 @@ RESUMABLE_CHANGES = (
     "train.checkpoint_every", "train.keep_checkpoints", "train.eval_batch_size",
     "train.profile_steps", "train.strategy", "train.num_cpu_devices", "train.precision",
     "train.jit_compile", "train.deterministic", "data.feature_cache",
+    # The BiLSTMs' kernels (loop or Keras'/cuDNN's): the same weights.
+    "model.lstm_implementation",
     # Self-training rounds after a finished run: they do not touch the run's
     # own model, and each student's workdir checks its own settings.
     "self_training.rounds", "self_training.steps", "self_training.weight")

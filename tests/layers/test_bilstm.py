@@ -60,3 +60,47 @@ def test_fused_inference_equals_the_loop_and_refuses_gradients():
         with tf.GradientTape() as tape:
             out = encoder(x, lengths)
         tape.gradient(out, encoder.trainable_variables)
+
+
+def test_keras_kernels_equal_the_loop_in_outputs_and_gradients():
+    """``implementation="keras"`` (Keras' LSTM kernels: its generic loop on
+    CPU, cuDNN where a GPU is visible) and the ``tf.scan`` loop, on the same
+    variables: equal outputs and gradients, padding and an empty row included."""
+    x = tf.random.stateless_normal([5, 7, 6], seed=[7, 8])
+    lengths = tf.constant([7, 3, 1, 0, 5])
+    loop = BidirectionalLSTM(4, implementation="loop")
+    loop.build(x.shape)
+    kernels = BidirectionalLSTM(4, implementation="keras")
+    kernels.build(x.shape)
+    for a, b in zip(kernels.weights, loop.weights):
+        a.assign(b)
+    # Gate weights not all alike: a wrong gate order would show.
+    target = tf.random.stateless_normal([5, 7, 8], seed=[9, 10])
+
+    def run(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = layer(x, lengths, training=True)
+            loss = tf.reduce_sum(out * target)
+        return out, tape.gradient(loss, [x, *layer.weights])
+
+    expected, expected_grads = run(loop)
+    got, grads = run(kernels)
+    tolerance = 2e-3 if tf.config.list_logical_devices("GPU") else 1e-5  # cuDNN: TF32 math
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=tolerance)
+    assert (got.numpy()[3] == 0).all() and (got.numpy()[1, 3:] == 0).all()
+    for g, e in zip(grads, expected_grads):
+        np.testing.assert_allclose(g.numpy(), e.numpy(), atol=tolerance * 10)
+    # "auto" is the loop without a GPU, Keras' kernels (cuDNN) with one.
+    from man_tf.layers.bilstm import resolve_implementation
+    assert resolve_implementation("auto") == (
+        "keras" if tf.config.list_logical_devices("GPU") else "loop")
+
+
+def test_keras_kernels_in_mixed_bfloat16_run_in_float32():
+    x = tf.cast(tf.random.stateless_normal([2, 4, 3], seed=[1, 1]), tf.bfloat16)
+    layer = BidirectionalLSTM(2, implementation="keras", dtype="mixed_bfloat16")
+    layer.build(x.shape)
+    out = layer(x, tf.constant([4, 2]))
+    assert layer.kernel.dtype == "float32"
+    assert out.dtype == tf.bfloat16 and out.shape == (2, 4, 4)
