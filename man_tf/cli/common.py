@@ -19,9 +19,11 @@ FLAGS = flags.FLAGS
 HELP_ARGS = ("--help", "-h", "-?", "--helpshort", "--helpfull")
 
 # C++ lines TensorFlow prints while it loads on a machine without a GPU driver
-# or with oneDNN, before (or regardless of) TF_CPP_MIN_LOG_LEVEL. Each says
-# nothing is wrong. Anything else printed then is passed through.
-HARMLESS_STARTUP = re.compile(
+# or with oneDNN, before (or regardless of) TF_CPP_MIN_LOG_LEVEL, and while a
+# command works (oneDNN's DT_HALF/DT_INT64 notice at the first op, TF Text's
+# SentencePiece when a tokenizer is built). Each says nothing is wrong; they
+# are hidden unless --verbosity>=1. Anything else is passed through.
+HARMLESS = re.compile(
     r"All log messages before absl::InitializeLog\(\) is called"
     r"|oneDNN custom operations are on"
     r"|Could not find cuda drivers on your machine"
@@ -33,28 +35,6 @@ HARMLESS_STARTUP = re.compile(
     r"|TF-TRT Warning"
     r"|oneDNN supports DT_\w+ only on platforms with AVX-512"
     r"|precompiled_charsmap is empty. use identity normalization")
-
-
-@contextlib.contextmanager
-def harmless_lines_hidden():
-    """Captures the process's stderr (file descriptor 2, where TensorFlow's
-    C++ code writes) for the block, then passes on every line that is not
-    one of :data:`HARMLESS_STARTUP`'s notices."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            kept = [line for line in captured.read().decode("utf-8", "replace").splitlines()
-                    if line.strip() and not HARMLESS_STARTUP.search(line)]
-            if kept:
-                print("\n".join(kept), file=sys.stderr)
 
 
 # The filter between the process's stderr (file descriptor 2) and the
@@ -70,16 +50,8 @@ for line in sys.stdin.buffer:
         out.flush()
 """
 
-# Lines TensorFlow's C++ code and TF Text's SentencePiece write while a
-# command works, each saying nothing is wrong; hidden unless --verbosity>=1.
-HARMLESS_WHILE_RUNNING = re.compile(
-    HARMLESS_STARTUP.pattern +
-    r"|normalizer\.cc\(\d+\) LOG\(INFO\)"
-    r"|util\.cc:\d+\] oneDNN supports")
-
-
 @contextlib.contextmanager
-def stderr_filtered(hidden=HARMLESS_WHILE_RUNNING):
+def stderr_filtered(hidden=HARMLESS):
     """Passes the process's stderr through a filter process that drops the
     lines ``hidden`` matches; restores it after the block."""
     import subprocess
@@ -124,7 +96,7 @@ def quiet_tensorflow_startup():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     if "tensorflow" in sys.modules:
         return
-    with harmless_lines_hidden():
+    with stderr_filtered():
         import tensorflow as tf
         tf.config.list_physical_devices()
 

@@ -21,7 +21,7 @@ import sys
 
 from absl import flags
 
-from man_tf.cli.common import harmless_lines_hidden, run_command
+from man_tf.cli.common import run_command
 from man_tf.export.client import (PredictError, check_language, predict_lines, read_metadata,
                                   resolve_model_dir)
 
@@ -77,9 +77,9 @@ def main(argv):
         model_dir = resolve_model_dir(FLAGS.model)
         check_language(FLAGS.language, read_metadata(model_dir), model_dir)
         lines = read_input(FLAGS.input)
-        with harmless_lines_hidden():  # oneDNN's int64 notice on the first request
-            results = list(predict_lines(model_dir, lines, FLAGS.language, FLAGS.tokenized,
-                                         FLAGS.batch_size))
+        # oneDNN's int64 notice on the first request: hidden by run_command's filter.
+        results = list(predict_lines(model_dir, lines, FLAGS.language, FLAGS.tokenized,
+                                     FLAGS.batch_size))
         for result in results:
             if FLAGS.format == "jsonl":
                 print(json.dumps(result, ensure_ascii=False))
