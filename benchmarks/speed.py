@@ -194,6 +194,9 @@ def write_table(data, steps, warmup):
                   f"pieces/s** ({extraction['words_per_s']:.0f} words/s); goal >= 5,000 pieces/s "
                   f"on 2 cores. `{extraction['command']}`, {extraction['date']} (commit "
                   f"{extraction['commit']})."]
+    from benchmarks import step_cost
+
+    lines += step_cost.markdown(common.load("step_cost.json"))
     with open(os.path.join(common.RESULTS, "speed.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
 

@@ -76,7 +76,10 @@ class BidirectionalLSTM(keras.layers.Layer):
     # Set by the serving modules (man_tf/export): inference runs BlockLSTMV2.
     fused_inference = False
 
-    def call(self, x, lengths, training=False):
+    def call(self, x, lengths, training=False, resets=None):
+        """``resets`` (loop only; :class:`RowPacking`): ``[2, batch, time]``,
+        1 where a direction's state restarts (a packed sentence's first
+        token; direction 1 in reversed coordinates), else 0."""
         if self.fused_inference and not training:
             return self._fused(x, lengths)
         if resolve_implementation(self.implementation) == "keras":
@@ -93,14 +96,21 @@ class BidirectionalLSTM(keras.layers.Layer):
         # loop needs no per-step masking: padded outputs are zeroed once below.
         def step(carry, z):
             h, c = carry
+            if resets is not None:
+                z, keep = z
+                h, c = h * keep, c * keep
             z = z + tf.matmul(h, self.recurrent_kernel)  # [2, batch, 4 units]
-            gates = tf.sigmoid(z)
-            i, f, _, o = tf.split(gates, 4, axis=-1)
-            g = tf.tanh(z[..., 2 * units:3 * units])
+            # Split first: a slice's gradient writes a zero-filled copy of z
+            # every step, a split's is one concat.
+            i, f, g, o = tf.split(z, 4, axis=-1)
+            i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
             c = f * c + i * g
             return o * tf.tanh(c), c
 
         zeros = tf.zeros([2, batch, units], x.dtype)
+        if resets is not None:
+            keep = tf.transpose(1 - tf.cast(resets, x.dtype), [2, 0, 1])[..., None]
+            projected = (projected, keep)  # [time, 2, batch, 1]
         outputs, _ = tf.scan(step, projected, initializer=(zeros, zeros))
         outputs = tf.transpose(outputs, [1, 2, 0, 3])  # [2, batch, time, units]
         backward = tf.reverse_sequence(outputs[1], lengths, seq_axis=1, batch_axis=0)
@@ -174,6 +184,82 @@ def use_fused_inference(model):
             layer.fused_inference = True
 
 
+class RowPacking:
+    """A padded batch's sentences packed end to end into fewer rows, for
+    the training loop: ``[batch, time, dim]`` -> ``[rows, capacity, dim]``.
+
+    A training iteration stacks one bucketed batch per language, padded to
+    the longest of them, so most of a batch's positions are padding (on
+    CoNLL about two thirds: benchmarks/results/speed.md), and the loop pays
+    for every position. Packed, the loop runs ``capacity`` (the longest
+    sentence) steps over far fewer rows; each packed sentence's state
+    starts from zero (``resets``), so every output equals the unpacked one.
+    Rows are filled first-fit, longest sentence first (a loop in the graph
+    over the batch's rows).
+
+    ``pack`` / ``unpack`` are gathers (their gradients scatter back);
+    ``loads`` ``[rows]`` is each packed row's real length, ``resets``
+    ``[2, rows, capacity]`` marks each sentence's first position in the
+    forward direction and, in the backward direction, in each row reversed
+    within its load (what :class:`BidirectionalLSTM` reads).
+    """
+
+    def __init__(self, lengths, time):
+        lengths = tf.cast(lengths, tf.int32)
+        batch = tf.shape(lengths)[0]
+        capacity = tf.maximum(tf.reduce_max(tf.concat([lengths, [1]], 0)), 1)
+        order = tf.argsort(lengths, direction="DESCENDING", stable=True)
+        longest_first = tf.gather(lengths, order)
+
+        def place(i, loads, bins, offsets):
+            length = longest_first[i]
+            # The first row with room (an empty row always has room, and the
+            # used rows are a prefix: first-fit never skips an empty one).
+            row = tf.argmax(tf.cast(loads + length <= capacity, tf.int32), output_type=tf.int32)
+            offsets = tf.tensor_scatter_nd_update(offsets, [[i]], [loads[row]])
+            bins = tf.tensor_scatter_nd_update(bins, [[i]], [row])
+            return i + 1, tf.tensor_scatter_nd_add(loads, [[row]], [length]), bins, offsets
+
+        zeros = tf.zeros([batch], tf.int32)
+        _, _, bins, offsets = tf.while_loop(lambda i, *_: i < batch, place,
+                                            (tf.constant(0), zeros, zeros, zeros),
+                                            parallel_iterations=1)
+        row = tf.scatter_nd(order[:, None], bins, [batch])        # each sentence's packed row
+        offset = tf.scatter_nd(order[:, None], offsets, [batch])  # and where it starts there
+        rows = tf.reduce_max(row) + 1
+        self.capacity, self.rows, self.batch, self.time = capacity, rows, batch, time
+        self.loads = tf.math.unsorted_segment_sum(lengths, row, rows)
+        tokens = tf.cast(tf.where(tf.sequence_mask(lengths, time)), tf.int32)  # [n, 2]
+        sentence, position = tokens[:, 0], tokens[:, 1]
+        packed = tf.gather(row, sentence) * capacity + tf.gather(offset, sentence) + position
+        unpacked = sentence * time + position
+        # Gather indices shifted by one: 0 reads a zero row (padding).
+        self._pack_index = tf.scatter_nd(packed[:, None], unpacked + 1, [rows * capacity])
+        self._unpack_index = tf.scatter_nd(unpacked[:, None], packed + 1, [batch * time])
+        real = lengths > 0
+        row, offset, length = (tf.boolean_mask(v, real) for v in (row, offset, lengths))
+        forward = row * capacity + offset
+        backward = rows * capacity + row * capacity + tf.gather(self.loads, row) - offset - length
+        self.resets = tf.reshape(
+            tf.scatter_nd(tf.concat([forward, backward], 0)[:, None],
+                          tf.ones([2 * tf.size(row)], tf.int32), [2 * rows * capacity]),
+            [2, rows, capacity])
+
+    @staticmethod
+    def _gather(x, index, shape):
+        flat = tf.reshape(x, [-1, x.shape[-1]])
+        flat = tf.concat([tf.zeros([1, x.shape[-1]], x.dtype), flat], 0)
+        return tf.reshape(tf.gather(flat, index), tf.concat([shape, [x.shape[-1]]], 0))
+
+    def pack(self, x):
+        """``[batch, time, dim]`` -> ``[rows, capacity, dim]``."""
+        return self._gather(x, self._pack_index, [self.rows, self.capacity])
+
+    def unpack(self, x):
+        """``[rows, capacity, dim]`` -> ``[batch, time, dim]`` (zeros at padding)."""
+        return self._gather(x, self._unpack_index, [self.batch, self.time])
+
+
 @keras.saving.register_keras_serializable(package="man_tf")
 class BiLSTMEncoder(keras.layers.Layer):
     """``[batch, time, dim]`` + lengths ``[batch]`` -> ``[batch, time, hidden]``.
@@ -182,10 +268,14 @@ class BiLSTMEncoder(keras.layers.Layer):
     (the authors' convention: ``hidden`` is the concatenated size). Dropout
     ``input_dropout`` on the input (the authors' "word dropout", applied to
     embeddings) and ``dropout`` between layers, as PyTorch's LSTM does.
+
+    ``pack_rows``: in training, the loop implementation runs on the batch's
+    sentences packed into fewer rows (:class:`RowPacking`; same outputs,
+    much less padding). False under XLA, whose shapes must be static.
     """
 
     def __init__(self, hidden=200, num_layers=2, dropout=0.5, input_dropout=0.5,
-                 implementation="auto", **kwargs):
+                 implementation="auto", pack_rows=True, **kwargs):
         super().__init__(**kwargs)
         if hidden % 2:
             raise ValueError(f"hidden must be even (two directions), got {hidden}")
@@ -194,6 +284,7 @@ class BiLSTMEncoder(keras.layers.Layer):
         self.dropout_rate = float(dropout)
         self.input_dropout_rate = float(input_dropout)
         self.implementation = implementation
+        self.pack_rows = bool(pack_rows)
         self.input_dropout = keras.layers.Dropout(self.input_dropout_rate)
         self.between_dropout = keras.layers.Dropout(self.dropout_rate)
         self.lstms = [BidirectionalLSTM(self.hidden // 2, implementation, name=f"bilstm{i}")
@@ -207,12 +298,16 @@ class BiLSTMEncoder(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, x, lengths, training=False):
+        packing = resets = None
+        if self.pack_rows and training and resolve_implementation(self.implementation) == "loop":
+            packing = RowPacking(lengths, tf.shape(x)[1])
+            x, lengths, resets = packing.pack(x), packing.loads, packing.resets
         x = self.input_dropout(x, training=training)
         for i, lstm in enumerate(self.lstms):
             if i:
                 x = self.between_dropout(x, training=training)
-            x = lstm(x, lengths, training=training)
-        return x
+            x = lstm(x, lengths, training=training, resets=resets)
+        return packing.unpack(x) if packing is not None else x
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:2], self.hidden)
@@ -220,4 +315,4 @@ class BiLSTMEncoder(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "hidden": self.hidden, "num_layers": self.num_layers,
                 "dropout": self.dropout_rate, "input_dropout": self.input_dropout_rate,
-                "implementation": self.implementation}
+                "implementation": self.implementation, "pack_rows": self.pack_rows}

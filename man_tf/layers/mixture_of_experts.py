@@ -64,7 +64,20 @@ class MixtureOfExperts(keras.layers.Layer):
                 name=f"bias{i}", shape=(self.num_experts, fan_out), initializer="zeros"))
         super().build(input_shape)
 
-    def call(self, x, training=False):
+    def call(self, x, training=False, real=None):
+        """``real`` (``x``'s leading shape, bool): compute only the true
+        units; the others' outputs and gate logits are zeros (a training
+        step's padded tokens, which every loss masks out)."""
+        if real is not None:
+            units = tf.cast(tf.where(tf.reshape(real, [-1])), tf.int32)  # [real units, 1]
+            flat = tf.gather_nd(tf.reshape(x, [-1, x.shape[-1]]), units)
+            out, gate_logits = self.call(flat, training=training)
+
+            def scatter(values):
+                full = tf.scatter_nd(units, values, tf.stack([tf.size(real), values.shape[-1]]))
+                return tf.reshape(full, tf.concat([tf.shape(real), [values.shape[-1]]], 0))
+
+            return scatter(out), scatter(gate_logits)
         # Gate softmax, log-probabilities and their mixture stay in float32
         # under a mixed-precision policy.
         gate_logits = tf.cast(self.gate(tf.stop_gradient(x)), tf.float32)

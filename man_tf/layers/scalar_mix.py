@@ -21,9 +21,16 @@ class ScalarMix(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, states):
-        weights = tf.nn.softmax(tf.cast(self.layer_logits, tf.float32))
-        mixed = tf.einsum("btld,l->btd", tf.cast(states, tf.float32), weights)
-        return tf.cast(self.gamma * mixed, self.compute_dtype)
+        scales = tf.nn.softmax(tf.cast(self.layer_logits, tf.float32)) * tf.cast(self.gamma,
+                                                                                 tf.float32)
+        states = tf.cast(states, tf.float32)
+        # Element-wise, not an einsum: oneDNN's einsum transposes the whole
+        # [batch, time, layers, dim] input first (benchmarks/results/speed.md).
+        if self.num_layers == 1:
+            mixed = states[:, :, 0, :] * scales[0]
+        else:
+            mixed = tf.reduce_sum(states * scales[:, None], axis=2)
+        return tf.cast(mixed, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:2], input_shape[-1])

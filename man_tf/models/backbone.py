@@ -34,8 +34,9 @@ class Backbone(keras.layers.Layer):
     ``configs/``); the others are the data's (``num_words``, ``num_chars``,
     ``word_block_starts``: ``WordVocabulary.offsets``), the encoder's
     (``encoder_dim``, ``num_encoder_layers``, ``word_features``: a
-    fine-tuned encoder layer) or the run's (``unique_char_words``: False
-    under XLA, whose shapes must be static).
+    fine-tuned encoder layer) or the run's (``unique_char_words`` and
+    ``pack_rows``, the BiLSTMs' training on packed rows: False under XLA,
+    whose shapes must be static).
     """
 
     def __init__(self, *, num_words, num_chars, word_block_starts, unique_char_words,
@@ -43,7 +44,7 @@ class Backbone(keras.layers.Layer):
                  unk_replacement, use_char_cnn, char_embedding_dim, char_filters,
                  char_kernel_sizes, char_output_dim, char_embedding_trainable, shared_hidden,
                  private_hidden, lstm_layers, use_private, dropout, word_dropout,
-                 lstm_implementation="auto", word_features=None, **kwargs):
+                 lstm_implementation="auto", word_features=None, pack_rows=True, **kwargs):
         super().__init__(**kwargs)
         self.num_words, self.num_chars = int(num_words), int(num_chars)
         self.word_block_starts = tuple(int(b) for b in word_block_starts)
@@ -60,6 +61,7 @@ class Backbone(keras.layers.Layer):
         self.lstm_layers, self.use_private = int(lstm_layers), bool(use_private)
         self.dropout, self.word_dropout = float(dropout), float(word_dropout)
         self.lstm_implementation = lstm_implementation
+        self.pack_rows = bool(pack_rows)
         if not (self.use_words or self.use_char_cnn or self.encoder_dim):
             raise ValueError("no input: enable word vectors, the char-CNN or an encoder")
         if word_features is not None and not self.encoder_dim:
@@ -83,11 +85,11 @@ class Backbone(keras.layers.Layer):
             self.input_dim += self.char_output_dim
         self.shared_encoder = BiLSTMEncoder(self.shared_hidden, self.lstm_layers, self.dropout,
                                             self.word_dropout, self.lstm_implementation,
-                                            name="shared_encoder")
+                                            self.pack_rows, name="shared_encoder")
         if self.use_private:
             self.private_encoder = BiLSTMEncoder(self.private_hidden, self.lstm_layers,
                                                  self.dropout, self.word_dropout,
-                                                 self.lstm_implementation,
+                                                 self.lstm_implementation, self.pack_rows,
                                                  name="private_encoder")
 
     @property
@@ -166,7 +168,7 @@ class Backbone(keras.layers.Layer):
                   "char_output_dim": self.char_output_dim,
                   "char_embedding_trainable": self.char_embedding_trainable,
                   "shared_hidden": self.shared_hidden, "private_hidden": self.private_hidden,
-                  "lstm_implementation": self.lstm_implementation,
+                  "lstm_implementation": self.lstm_implementation, "pack_rows": self.pack_rows,
                   "lstm_layers": self.lstm_layers, "use_private": self.use_private,
                   "dropout": self.dropout, "word_dropout": self.word_dropout,
                   "word_features": None}

@@ -73,11 +73,13 @@ def build_model(config, task, num_words, num_chars, labels, num_sources,
         routed[Backbone], num_words=num_words, num_chars=num_chars,
         word_block_starts=tuple(word_block_starts),
         unique_char_words=not config.train.jit_compile,
+        pack_rows=not config.train.jit_compile,
         encoder_dim=ENCODER_DIMS.get(encoder.encoder, 0),
         num_encoder_layers=len(encoder.encoder_layers), word_features=word_features,
         name="backbone"))
     head = _construct(task.head_class, dict(
         routed[task.head_class], labels=tuple(labels), num_sources=num_sources,
+        real_units_only=not config.train.jit_compile,
         shared_dim=backbone.shared_hidden, private_dim=backbone.private_dim, name="head"))
     adversary = _construct(LanguageAdversary, dict(
         routed[LanguageAdversary], num_languages=num_sources + 1,

@@ -30,14 +30,20 @@ class MoeHead(keras.layers.Layer):
     ``labels`` the label names (tags or classes, in id order); the rest are
     ``config.model`` fields.
     ``predictor_hidden=0``: C's hidden layers are as wide as its input.
+    ``real_units_only``: a training step runs the experts on the real tokens
+    only (their outputs at padding are zeros, which every loss masks out;
+    evaluation and serving run every position); False under XLA, whose
+    shapes must be static.
     """
 
     label_key = None  # the batch field holding this head's labels
 
     def __init__(self, *, labels, num_sources, shared_dim, private_dim, expert_hidden,
                  expert_dropout, private_moe_layers, predictor_hidden, predictor_layers,
-                 mlp_dropout, use_predictor_moe, predictor_mixture, **kwargs):
+                 mlp_dropout, use_predictor_moe, predictor_mixture, real_units_only=True,
+                 **kwargs):
         super().__init__(**kwargs)
+        self.real_units_only = bool(real_units_only)
         self.labels, self.num_sources = tuple(map(str, labels)), int(num_sources)
         self.num_outputs = len(self.labels)
         self.shared_dim, self.private_dim = int(shared_dim), int(private_dim)
@@ -74,17 +80,27 @@ class MoeHead(keras.layers.Layer):
         """-> (shared, private) per unit; sets ``outputs["mask"]``."""
         raise NotImplementedError
 
+    # Whether the units are tokens (a padded batch's units are then mostly
+    # padding) or sentences (every unit real).
+    per_token_units = False
+
     def call(self, shared, private, lengths, mask, training=False):
         outputs = {}
         shared, private = self.pool(shared, private, lengths, mask, outputs)
+        units = outputs["mask"] if (training and self.real_units_only
+                                    and self.per_token_units) else None
         features = shared
         if self.private_experts is not None:
-            private, outputs["private_gate_logits"] = self.private_experts(private,
-                                                                           training=training)
+            private, outputs["private_gate_logits"] = self.private_experts(
+                private, training=training, real=units)
             features = tf.concat([shared, private], axis=-1)
-        outputs["log_probs"], outputs["gate_logits"] = self.predictor(features,
-                                                                      training=training)
+        outputs["log_probs"], outputs["gate_logits"] = self.predictor(
+            features, training=training, real=units)
         return outputs
+
+    def cut_time(self, outputs, time):
+        """``call``'s outputs with their time axes cut to ``time`` positions."""
+        raise NotImplementedError
 
     def unit_losses(self, outputs, labels):
         """The task loss of each unit (token or sentence): ``[batch(, time)]``,
@@ -105,7 +121,8 @@ class MoeHead(keras.layers.Layer):
                 "predictor_hidden": self.predictor_hidden,
                 "predictor_layers": self.predictor_layers, "mlp_dropout": self.mlp_dropout,
                 "use_predictor_moe": self.use_predictor_moe,
-                "predictor_mixture": self.predictor_mixture}
+                "predictor_mixture": self.predictor_mixture,
+                "real_units_only": self.real_units_only}
 
 
 @keras.saving.register_keras_serializable(package="man_tf")
@@ -125,6 +142,7 @@ class TokenHead(MoeHead):
 
     label_key = "tags"
     OUTPUT_LAYERS = ("softmax", "crf")
+    per_token_units = True
 
     def __init__(self, *, output_layer, bio_decoding, **kwargs):
         super().__init__(**kwargs)
@@ -153,6 +171,9 @@ class TokenHead(MoeHead):
     def pool(self, shared, private, lengths, mask, outputs):
         outputs["mask"] = mask
         return shared, private
+
+    def cut_time(self, outputs, time):
+        return {key: value[:, :time] for key, value in outputs.items()}
 
     def _chain(self):
         """(transitions, start, end) float32: the CRF's learned scores (or
@@ -216,6 +237,9 @@ class SentenceHead(MoeHead):
 
     def unit_shape(self, dim):
         return (None, dim)
+
+    def cut_time(self, outputs, time):
+        return dict(outputs, attention=outputs["attention"][:, :time])
 
     def pool(self, shared, private, lengths, mask, outputs):
         shared, outputs["attention"] = self.shared_pooling(shared, lengths)

@@ -101,10 +101,17 @@ class ManMoeModel(keras.Model):
         both = _concat_batches(labeled, unlabeled)
         x, mask = self.backbone.embed(both, training)
         shared = self.backbone.shared(x, both["lengths"], training)
-        outputs = self._head(x[:n, :time], labeled["lengths"], mask[:n, :time],
-                             shared[:n, :time], training)
+        # Rows split, not sliced (a slice's gradient is a zero-filled copy of
+        # the whole input); the head runs on the stacked batch's time axis
+        # (F_p packs its rows, the experts run on real tokens) and its
+        # outputs are cut to the labeled batch's.
+        rows = tf.stack([n, tf.shape(x)[0] - n])
+        x_labeled, _ = tf.split(x, rows, num=2)
+        shared_labeled, shared_unlabeled = tf.split(shared, rows, num=2)
+        outputs = self.head.cut_time(
+            self._head(x_labeled, labeled["lengths"], mask[:n], shared_labeled, training), time)
         outputs["adversarial_logits"] = self.adversary(
-            shared[n:, :u_time], unlabeled["lengths"], training=training, reverse=True)
+            shared_unlabeled[:, :u_time], unlabeled["lengths"], training=training, reverse=True)
         outputs["adversarial_mask"] = mask[n:, :u_time]
         return outputs
 

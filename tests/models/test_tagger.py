@@ -53,6 +53,27 @@ def test_one_pass_over_labeled_and_unlabeled_equals_separate_calls(data):
                                atol=1e-5)
 
 
+def test_training_pass_packs_rows_and_skips_padding_with_the_same_values(data):
+    """In training the BiLSTMs run on packed rows and the experts on real
+    tokens only: every real token's outputs equal the plain pass's (the
+    inference path, every position) and padding gets zeros."""
+    labeled, unlabeled, vocabularies = data
+    model = tiny_model(vocabularies, lstm_layers=2, **NO_DROPOUT)
+    batch = first_batch(labeled, unlabeled)
+    joint = model.call_with_adversary(batch["labeled"], batch["unlabeled"], training=True)
+    alone = model(batch["labeled"], training=False)
+    mask = alone["mask"]
+    assert joint["log_probs"].shape == alone["log_probs"].shape
+    for key in ("log_probs", "gate_logits", "private_gate_logits"):
+        np.testing.assert_allclose(tf.boolean_mask(joint[key], mask).numpy(),
+                                   tf.boolean_mask(alone[key], mask).numpy(), atol=1e-5)
+        assert not np.any(tf.boolean_mask(joint[key], ~mask).numpy())
+    features, _ = model.shared_features(batch["unlabeled"], training=True)
+    np.testing.assert_allclose(joint["adversarial_logits"].numpy(),
+                               model.discriminate(features, batch["unlabeled"]["lengths"]).numpy(),
+                               atol=1e-5)
+
+
 def test_config_round_trip(data):
     _, _, vocabularies = data
     model = tiny_model(vocabularies, use_private=False, use_predictor_moe=False)
