@@ -441,6 +441,17 @@ def markdown(stored):
                if "useful_gflops_achieved" in r and bf16 else "-") + " | "
             f"{positions['d']:.0f}, {positions['labeled']:.0f}, {positions['main']:.0f} | "
             f"{real['d']:.0f}, {real['labeled']:.0f}, {real['unlabeled']:.0f} |")
+    for label, r in runs.items():
+        if r.get("changes"):
+            lines += ["", f"`{label}`: {r['changes']}"]
+    last = runs[labels[-1]]
+    if bf16:
+        met = last["seconds_per_iteration"] <= 0.35 or last["useful_gflops_achieved"] >= bf16 / 2
+        lines += ["", f"Goal (issue 30): <= 0.35 s/iteration, or >= 50% of the bfloat16 peak: "
+                  f"{'met' if met else 'not met'} ({last['seconds_per_iteration']:.3f} s, "
+                  f"{100 * last['useful_gflops_achieved'] / bf16:.0f}% on real tokens). Why, "
+                  "and what is left: BUILD_NOTES.md, \"One iteration against the machine's "
+                  "peak\"."]
     peaks = common.load("matmul_peak.json").get("peak_gflops", {})
     if peaks:
         lines += ["", f"Peaks: {peaks.get('float32')} GFLOP/s float32, {peaks.get('bfloat16')} "
