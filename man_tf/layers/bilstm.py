@@ -44,6 +44,77 @@ def resolve_implementation(implementation):
     return implementation
 
 
+def _gates(z):
+    """``[..., 4 units]`` pre-activations -> (i, f, g, o), Keras' gate order.
+    Split first: a slice's gradient writes a zero-filled copy of ``z``."""
+    i, f, g, o = tf.split(z, 4, axis=-1)
+    return tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
+
+
+@tf.custom_gradient
+def lstm_recurrence(projected, recurrent, keep):
+    """The LSTM recurrence over time with a hand-written backward pass.
+
+    ``projected`` ``[time, directions, batch, 4 units]`` (each step's input
+    projection plus bias), ``recurrent`` ``[directions, units, 4 units]``,
+    ``keep`` ``[time, directions, batch, 1]`` (0 where the state restarts
+    before that step: :class:`RowPacking`, else 1) -> ``h`` ``[time,
+    directions, batch, units]``.
+
+    Autodiff through ``tf.scan`` takes two matmuls a step backward and
+    accumulates the recurrent kernel's gradient step by step in a loop of
+    small ops; here the backward loop does one matmul a step (the gradient
+    reaching the previous state) and the kernel's gradient is one matmul
+    over every step afterwards. Tests hold it equal to autodiff.
+    """
+    units = recurrent.shape[1]
+    zeros = tf.zeros_like(projected[0, ..., :units])
+    scope = tf.get_current_name_scope()  # the backward ops are named after it, as autodiff's
+
+    def step(carry, inputs):
+        h, c, _ = carry
+        z, k = inputs
+        h, c = h * k, c * k
+        i, f, g, o = _gates(z + tf.matmul(h, recurrent))
+        c = f * c + i * g
+        return o * tf.tanh(c), c, tf.concat([i, f, g, o], axis=-1)
+
+    h, c, gates = tf.scan(step, (projected, keep),
+                          initializer=(zeros, zeros, tf.zeros_like(projected[0])))
+
+    def backward(dh_out):
+        with tf.name_scope(f"gradient_tape/{scope}/" if scope else "gradient_tape/"):
+            return _backward(dh_out)
+
+    def _backward(dh_out):
+        dh_out = tf.cast(dh_out, h.dtype)
+        # The states each step read, after its reset.
+        h_in = tf.concat([zeros[None], h[:-1]], 0) * keep
+        c_in = tf.concat([zeros[None], c[:-1]], 0) * keep
+        recurrent_t = tf.transpose(recurrent, [0, 2, 1])
+
+        def step_back(carry, inputs):
+            dh_next, dc_next, _ = carry
+            dh, gates_t, c_t, c_before, k = inputs
+            i, f, g, o = tf.split(gates_t, 4, axis=-1)
+            dh = dh + dh_next
+            tanh_c = tf.tanh(c_t)
+            dc = dc_next + dh * o * (1 - tanh_c * tanh_c)
+            dz = tf.concat([dc * g * i * (1 - i), dc * c_before * f * (1 - f),
+                            dc * i * (1 - g * g), dh * tanh_c * o * (1 - o)], axis=-1)
+            return tf.matmul(dz, recurrent_t) * k, dc * f * k, dz
+
+        _, _, dz = tf.scan(step_back, (dh_out, gates, c, c_in, keep),
+                           initializer=(zeros, zeros, tf.zeros_like(projected[0])),
+                           reverse=True)
+        directions = tf.shape(h)[1]
+        h_rows = tf.reshape(tf.transpose(h_in, [1, 0, 2, 3]), [directions, -1, units])
+        dz_rows = tf.reshape(tf.transpose(dz, [1, 0, 2, 3]), [directions, -1, 4 * units])
+        return dz, tf.matmul(h_rows, dz_rows, transpose_a=True), tf.zeros_like(keep)
+
+    return h, backward
+
+
 @keras.saving.register_keras_serializable(package="man_tf")
 class BidirectionalLSTM(keras.layers.Layer):
     """One bidirectional layer: ``[batch, time, dim]`` + lengths ``[batch]``
@@ -94,28 +165,28 @@ class BidirectionalLSTM(keras.layers.Layer):
         # Padding only ever follows a sentence's real tokens (the backward pass
         # reads reversed sentences), and the final state is never used, so the
         # loop needs no per-step masking: padded outputs are zeroed once below.
-        def step(carry, z):
-            h, c = carry
-            if resets is not None:
-                z, keep = z
-                h, c = h * keep, c * keep
-            z = z + tf.matmul(h, self.recurrent_kernel)  # [2, batch, 4 units]
-            # Split first: a slice's gradient writes a zero-filled copy of z
-            # every step, a split's is one concat.
-            i, f, g, o = tf.split(z, 4, axis=-1)
-            i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
-            c = f * c + i * g
-            return o * tf.tanh(c), c
+        recurrent = tf.cast(self.recurrent_kernel, x.dtype)
+        if training:
+            if resets is None:
+                keep = tf.ones_like(projected[..., :1])
+            else:
+                keep = tf.transpose(1 - tf.cast(resets, x.dtype), [2, 0, 1])[..., None]
+            outputs = lstm_recurrence(projected, recurrent, keep)
+        else:
+            def step(carry, z):
+                h, c = carry
+                i, f, g, o = _gates(z + tf.matmul(h, recurrent))
+                c = f * c + i * g
+                return o * tf.tanh(c), c
 
-        zeros = tf.zeros([2, batch, units], x.dtype)
-        if resets is not None:
-            keep = tf.transpose(1 - tf.cast(resets, x.dtype), [2, 0, 1])[..., None]
-            projected = (projected, keep)  # [time, 2, batch, 1]
-        outputs, _ = tf.scan(step, projected, initializer=(zeros, zeros))
-        outputs = tf.transpose(outputs, [1, 2, 0, 3])  # [2, batch, time, units]
-        backward = tf.reverse_sequence(outputs[1], lengths, seq_axis=1, batch_axis=0)
+            zeros = tf.zeros([2, batch, units], x.dtype)
+            outputs, _ = tf.scan(step, projected, initializer=(zeros, zeros))
+        # Unstacked, not indexed: an index's gradient is a zero-filled copy
+        # of the whole [2, batch, time, units] tensor.
+        forward, backward = tf.unstack(tf.transpose(outputs, [1, 2, 0, 3]))  # [batch, time, units]
+        backward = tf.reverse_sequence(backward, lengths, seq_axis=1, batch_axis=0)
         mask = tf.sequence_mask(lengths, time, dtype=x.dtype)[:, :, None]
-        return tf.concat([outputs[0], backward], axis=-1) * mask
+        return tf.concat([forward, backward], axis=-1) * mask
 
     def _keras(self, x, lengths, training):
         """Each direction through Keras' LSTM kernels (cuDNN on a GPU; a
