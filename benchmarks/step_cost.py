@@ -392,6 +392,61 @@ def build(overrides=()):
     return config, trainer, stream, data, tags
 
 
+# The CoNLL runs of the code after the cuts (benchmarks/conll_3to1.py
+# --section=encoder --label=...), by seed, against the "seeds" section's
+# MAN-MoE runs of the code before them.
+QUALITY_RUNS = {"step_cuts": 1, "step_cuts_seed2": 2}
+
+
+def quality_lines():
+    encoder = common.load("conll_3to1.json").get("encoder", {})
+    before = encoder.get("seeds", {}).get("runs", {}).get("man_moe", {})
+    variants = encoder.get("embedding_variants", {})
+    after = {}
+    for label, seed in QUALITY_RUNS.items():
+        for target, run in variants.get(label, {}).get("man_moe", {}).items():
+            after.setdefault(target, []).append((seed, run))
+    if not (before and after):
+        return []
+    lines = ["", "Quality after the cuts (CoNLL 3->1, encoder input, MAN-MoE, 1,000 iterations, "
+             "issue-28 defaults; `python benchmarks/conll_3to1.py --section=encoder --steps=1000 "
+             "--variants=man_moe --label=step_cuts` and `--label=step_cuts_seed2 "
+             "--extra=--config.seed=2`; the code before: the \"seeds\" section of "
+             "benchmarks/results/conll_3to1.md). Packing and the hand-written backward give the "
+             "same values (tests), but dropout draws its masks on the packed rows, so a run "
+             "after is another random draw, not a replay. The seed-1 runs ran commit "
+             "ebc5495 (before the hand-written backward), the seed-2 runs ad1a3a9:", "",
+             "| target | before: test F1 by seed 1, 2, 3 (dev) | mean ± sd | after: test F1 by "
+             "seed (dev) | after minus before, same seed (test / dev) |", "|---|---|---|---|---|"]
+    diffs = []
+    for target in sorted(after):
+        runs = {r["seed"]: r for r in before.get(target, [])}
+        if not runs:
+            continue
+        tests = [r["test_f1"] for r in runs.values()]
+        mean, sd = common.mean_sd(tests)
+        pairs = []
+        for seed, run in sorted(after[target], key=lambda x: x[0]):
+            if seed in runs:
+                d_test = run["test_f1"] - runs[seed]["test_f1"]
+                d_dev = run["dev_f1"] - runs[seed]["dev_f1"]
+                diffs.append((d_test, d_dev))
+                pairs.append(f"seed {seed}: {d_test:+.2f} / {d_dev:+.2f}")
+        lines.append(
+            f"| {target} | " + ", ".join(f"{runs[s]['test_f1']:.2f} ({runs[s]['dev_f1']:.2f})"
+                                         for s in sorted(runs))
+            + f" | {mean:.2f} ± {sd:.2f} | "
+            + ", ".join(f"{run['test_f1']:.2f} ({run['dev_f1']:.2f})"
+                        for _, run in sorted(after[target], key=lambda x: x[0]))
+            + " | " + "; ".join(pairs) + " |")
+    if diffs:
+        lines += ["", f"Mean difference over {len(diffs)} target x seed pairs: test "
+                  f"{sum(d for d, _ in diffs) / len(diffs):+.2f}, dev "
+                  f"{sum(d for _, d in diffs) / len(diffs):+.2f} F1 (the before runs' own "
+                  "spread over seeds: sd up to 1.08 test)."]
+    return lines
+
+
 def markdown(stored):
     """The FLOP table of ``step_cost.json`` (runs side by side) as markdown lines."""
     runs = stored.get("runs", {})
@@ -452,6 +507,7 @@ def markdown(stored):
                   f"{100 * last['useful_gflops_achieved'] / bf16:.0f}% on real tokens). Why, "
                   "and what is left: BUILD_NOTES.md, \"One iteration against the machine's "
                   "peak\"."]
+    lines += quality_lines()
     peaks = common.load("matmul_peak.json").get("peak_gflops", {})
     if peaks:
         lines += ["", f"Peaks: {peaks.get('float32')} GFLOP/s float32, {peaks.get('bfloat16')} "
