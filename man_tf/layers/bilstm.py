@@ -24,6 +24,12 @@ whole sequence in one kernel call), faster than the loop on CPU
 (benchmarks/results/serving.md), with the same outputs (a test checks them). Forward only: that op's
 registered gradient does not match the loop's, so a gradient through the
 fused path raises, and training never takes it.
+
+In training the loop runs on packed rows (:class:`RowPacking`, in
+:class:`BiLSTMEncoder`: a batch's sentences end to end, the state reset at
+each one's start) with a hand-written backward pass
+(:func:`lstm_recurrence`); evaluation runs the plain loop. Both give the
+padded loop's values (tests). Why: benchmarks/results/speed.md.
 """
 
 import keras
@@ -89,8 +95,8 @@ def lstm_recurrence(projected, recurrent, keep):
     def _backward(dh_out):
         dh_out = tf.cast(dh_out, h.dtype)
         # The states each step read, after its reset.
-        h_in = tf.concat([zeros[None], h[:-1]], 0) * keep
-        c_in = tf.concat([zeros[None], c[:-1]], 0) * keep
+        h_in = tf.concat([zeros[None], h], 0)[:-1] * keep
+        c_in = tf.concat([zeros[None], c], 0)[:-1] * keep
         recurrent_t = tf.transpose(recurrent, [0, 2, 1])
 
         def step_back(carry, inputs):
