@@ -74,7 +74,9 @@ def lstm_recurrence(projected, recurrent, keep):
     over every step afterwards. Tests hold it equal to autodiff.
     """
     units = recurrent.shape[1]
-    zeros = tf.zeros_like(projected[0, ..., :units])
+    step_shape = tf.shape(projected)[1:]  # [directions, batch, 4 units]
+    zeros = tf.zeros(tf.concat([step_shape[:-1], [units]], 0), projected.dtype)
+    zero_gates = tf.zeros(step_shape, projected.dtype)
     scope = tf.get_current_name_scope()  # the backward ops are named after it, as autodiff's
 
     def step(carry, inputs):
@@ -85,8 +87,7 @@ def lstm_recurrence(projected, recurrent, keep):
         c = f * c + i * g
         return o * tf.tanh(c), c, tf.concat([i, f, g, o], axis=-1)
 
-    h, c, gates = tf.scan(step, (projected, keep),
-                          initializer=(zeros, zeros, tf.zeros_like(projected[0])))
+    h, c, gates = tf.scan(step, (projected, keep), initializer=(zeros, zeros, zero_gates))
 
     def backward(dh_out):
         with tf.name_scope(f"gradient_tape/{scope}/" if scope else "gradient_tape/"):
@@ -111,8 +112,7 @@ def lstm_recurrence(projected, recurrent, keep):
             return tf.matmul(dz, recurrent_t) * k, dc * f * k, dz
 
         _, _, dz = tf.scan(step_back, (dh_out, gates, c, c_in, keep),
-                           initializer=(zeros, zeros, tf.zeros_like(projected[0])),
-                           reverse=True)
+                           initializer=(zeros, zeros, zero_gates), reverse=True)
         directions = tf.shape(h)[1]
         h_rows = tf.reshape(tf.transpose(h_in, [1, 0, 2, 3]), [directions, -1, units])
         dz_rows = tf.reshape(tf.transpose(dz, [1, 0, 2, 3]), [directions, -1, 4 * units])
