@@ -137,8 +137,8 @@ def _table(data):
 
 
 def part_profile(on_gpu):
-    """Top GPU kernels (GPU) or top TF ops (CPU) by time in the training
-    part's trace."""
+    """Top GPU kernels (GPU) or top TF ops of the step (CPU; tf.data's
+    iterator events left out) by time in the training part's trace."""
     from xprof.convert import raw_to_tool_data
 
     traces = sorted(
@@ -157,8 +157,10 @@ def part_profile(on_gpu):
         return {"trace": traces[-1], "top_gpu_kernels": top}
     data, _ = raw_to_tool_data.xspace_to_tool_data([traces[-1]], "framework_op_stats", {})
     tables = json.loads(data)
+    # The training step's ops: not idle time, not tf.data's iterator events
+    # (the input pipeline runs beside the step, on its own threads).
     rows = [r for r in _table(tables[0] if isinstance(tables, list) else tables)
-            if r.get("type") != "IDLE"]
+            if r.get("type") not in ("IDLE", "Dataset")]
     rows.sort(key=lambda r: -(r.get("total_self_time") or 0))
     top = [{"op": r.get("operation"), "type": r.get("type"),
             "self_us": r.get("total_self_time"), "occurrences": r.get("occurrences")}
