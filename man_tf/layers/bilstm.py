@@ -303,7 +303,7 @@ class RowPacking:
                                             parallel_iterations=1)
         row = tf.scatter_nd(order[:, None], bins, [batch])        # each sentence's packed row
         offset = tf.scatter_nd(order[:, None], offsets, [batch])  # and where it starts there
-        rows = tf.reduce_max(row) + 1
+        rows = tf.reduce_max(tf.concat([row, [0]], 0)) + 1  # at least one (an empty batch)
         self.capacity, self.rows, self.batch, self.time = capacity, rows, batch, time
         self.loads = tf.math.unsorted_segment_sum(lengths, row, rows)
         tokens = tf.cast(tf.where(tf.sequence_mask(lengths, time)), tf.int32)  # [n, 2]
