@@ -1,6 +1,7 @@
 """One training iteration's floating-point work, by part, against this machine's matmul peak.
 
-    python benchmarks/step_cost.py [--batches=50] [--steps=10] [--warmup=5] [--label=before]
+    python benchmarks/step_cost.py [--label=after] [--batches=50] [--steps=10]
+        [--warmup=30] [--timed_steps=100] [--set=model.FIELD=VALUE ...]
 
 For the default CoNLL config with the encoder input (target de; what
 ``benchmarks/speed.py``'s "encoder input" row times), on the real data:
@@ -11,7 +12,10 @@ For the default CoNLL config with the encoder input (target de; what
   and C's experts and gates, D, each in the D update and the main update,
   forward and backward (a trained pass costs 3x its forward: the forward,
   the input gradient and the weight gradient; a pass whose input or weights
-  take no gradient costs 2x). Element-wise work (activations, the CRF's
+  take no gradient costs 2x), over the positions each part runs (the
+  BiLSTMs' packed rows, the experts' real tokens; every padded position
+  under XLA), and the same work on the real tokens alone (what no padding
+  scheme can avoid). Element-wise work (activations, the CRF's
   forward algorithm, Adam's updates) is listed apart: it is not matmul work
   and the matmul peak says nothing about it. The counting functions are
   checked against the matmuls and convolutions of the traced TensorFlow
@@ -20,8 +24,8 @@ For the default CoNLL config with the encoder input (target de; what
   ``--warmup``), each TensorFlow op's self time (xprof's
   framework_op_stats, what TensorBoard's profile tab shows) summed by the
   layer its name says it belongs to.
-* **The step's share of the peak**: counted FLOPs / measured seconds per
-  iteration, against ``benchmarks/results/matmul_peak.json`` (float32 and
+* **The step's share of the peak**: counted FLOPs / seconds per iteration
+  (``--timed_steps`` after ``--warmup``, no profiler), against ``benchmarks/results/matmul_peak.json`` (float32 and
   bfloat16, this machine).
 
 Writes ``benchmarks/results/step_cost.json`` (one entry per ``--label``, so
