@@ -129,7 +129,8 @@ def mean_sd(values):
 def seeds_table(seeds, cells, metric="f1", baseline="concat_bilstm", model="man_moe"):
     """Markdown lines for a results file's ``"seeds"`` section: each
     variant's mean ± sd over seeds per cell and over cells, and the paired
-    per-seed difference ``model`` minus ``baseline``."""
+    per-seed difference ``model`` minus ``baseline`` (and each labeled
+    variant ``"X (label)"`` minus its plain ``X``)."""
     runs = seeds.get("runs", {})
     dev, test = f"dev_{metric}", f"test_{metric}"
     lines = [f"Seeds ({seeds.get('steps')} iterations, defaults {seeds.get('defaults')}; "
@@ -153,12 +154,15 @@ def seeds_table(seeds, cells, metric="f1", baseline="concat_bilstm", model="man_
         row.append(f"{mean_sd(overall)[0]:.2f} ± {mean_sd(overall)[1]:.2f} (n={len(overall)})"
                    if overall else "—")
         lines.append(f"| {variant} | " + " | ".join(row) + " |")
-    if model in runs and baseline in runs:
-        lines += ["", f"Paired by seed, {model} minus {baseline} (test; dev in brackets):", "",
+    pairs = [(model, baseline)] if model in runs and baseline in runs else []
+    pairs += [(name, name.split(" (")[0]) for name in runs
+              if " (" in name and name.split(" (")[0] in runs]
+    for a_name, b_name in pairs:
+        lines += ["", f"Paired by seed, {a_name} minus {b_name} (test; dev in brackets):", "",
                   "| | " + " | ".join(cells) + " | mean |", "|---" * (len(cells) + 2) + "|"]
-        row, overall, overall_dev = [], [], []
+        row = []
         for cell in cells:
-            a, b = _by_seed(runs[model], cell), _by_seed(runs[baseline], cell)
+            a, b = _by_seed(runs[a_name], cell), _by_seed(runs[b_name], cell)
             shared = sorted(set(a) & set(b))
             if shared:
                 diffs = [a[s][test] - b[s][test] for s in shared]
@@ -168,13 +172,14 @@ def seeds_table(seeds, cells, metric="f1", baseline="concat_bilstm", model="man_
                            f"(n={len(shared)})")
             else:
                 row.append("—")
-        both = sorted(set(_seeds_in_every_cell(runs[model], cells))
-                      & set(_seeds_in_every_cell(runs[baseline], cells)))
+        both = sorted(set(_seeds_in_every_cell(runs[a_name], cells))
+                      & set(_seeds_in_every_cell(runs[b_name], cells)))
+        overall, overall_dev = [], []
         for s in both:
-            overall.append(sum(_by_seed(runs[model], c)[s][test]
-                               - _by_seed(runs[baseline], c)[s][test] for c in cells) / len(cells))
-            overall_dev.append(sum(_by_seed(runs[model], c)[s][dev]
-                                   - _by_seed(runs[baseline], c)[s][dev] for c in cells)
+            overall.append(sum(_by_seed(runs[a_name], c)[s][test]
+                               - _by_seed(runs[b_name], c)[s][test] for c in cells) / len(cells))
+            overall_dev.append(sum(_by_seed(runs[a_name], c)[s][dev]
+                                   - _by_seed(runs[b_name], c)[s][dev] for c in cells)
                                / len(cells))
         row.append(f"{mean_sd(overall)[0]:+.2f} ± {mean_sd(overall)[1]:.2f} "
                    f"[{mean_sd(overall_dev)[0]:+.2f}] (n={len(overall)})" if overall else "—")

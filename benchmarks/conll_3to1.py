@@ -91,6 +91,11 @@ def run_seeds(args, this_command, empty):
                                    args.section)
                 entry = {"seed": seed, "dev_f1": result["dev_f1"], "test_f1": result["test_f1"],
                          "best_step": result["best_step"], "wall_time_s": wall}
+                if "teacher" in result:  # self-training: the teacher and each round too
+                    entry["teacher"] = result["teacher"]
+                    entry["self_training"] = result["self_training"]
+                # A labeled run (other flags) is a variant of its own: "man_moe (label)".
+                name = f"{variant} ({args.label})" if args.label else variant
                 with common.locked_results("conll_3to1.json", empty) as root:
                     data = root.setdefault(args.section, empty()) if args.section else root
                     seeds = data.setdefault("seeds", {})
@@ -104,13 +109,13 @@ def run_seeds(args, this_command, empty):
                                              "--variants=man_moe,concat_bilstm --seeds=1,2,3"
                                              + (f" --section={args.section}"
                                                 if args.section else ""))
-                    cell = seeds["runs"].setdefault(variant, {}).setdefault(target, [])
+                    cell = seeds["runs"].setdefault(name, {}).setdefault(target, [])
                     cell[:] = [r for r in cell if r["seed"] != seed] + [entry]
                     cell.sort(key=lambda r: r["seed"])
                     with open(os.path.join(common.RESULTS, "conll_3to1.md"), "w",
                               encoding="utf-8") as f:
                         f.write(table(root))
-                print("seed", seed, variant, target, entry, flush=True)
+                print("seed", seed, name, target, entry, flush=True)
 
 
 def table(data, title="# CoNLL NER, 3 sources -> 1 target (Chen et al. 2019 protocol)",
