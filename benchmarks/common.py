@@ -106,7 +106,10 @@ def run_training(config_file, flags, workdir, steps):
     if os.path.exists(results_path):
         with open(results_path, encoding="utf-8") as f:
             done = json.load(f)
-        if done.get("steps") == steps:
+        rounds = [int(f.split("=", 1)[1]) for f in flags
+                  if f.startswith("--config.self_training.rounds=")]
+        if done.get("steps") == steps and len(
+                done.get("self_training", {}).get("rounds", [])) == (rounds[-1] if rounds else 0):
             return done, None
     command = [sys.executable, "-m", "man_tf.cli.train", f"--config={config_file}",
                f"--config.train.steps={steps}", f"--workdir={workdir}", *flags]
