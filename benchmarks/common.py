@@ -157,15 +157,25 @@ def seeds_table(seeds, cells, metric="f1", baseline="concat_bilstm", model="man_
         row.append(f"{mean_sd(overall)[0]:.2f} ± {mean_sd(overall)[1]:.2f} (n={len(overall)})"
                    if overall else "—")
         lines.append(f"| {variant} | " + " | ".join(row) + " |")
-    pairs = [(model, baseline)] if model in runs and baseline in runs else []
-    pairs += [(name, name.split(" (")[0]) for name in runs
-              if " (" in name and name.split(" (")[0] in runs]
-    for a_name, b_name in pairs:
-        lines += ["", f"Paired by seed, {a_name} minus {b_name} (test; dev in brackets):", "",
+    # (title, model runs, runs it is compared with, by cell)
+    pairs = ([(f"{model} minus {baseline}", runs[model], runs[baseline])]
+             if model in runs and baseline in runs else [])
+    for name, by_cell in runs.items():
+        if any("teacher" in r for results in by_cell.values() for r in results):
+            # self-training: the selected model against its own teacher
+            teachers = {cell: [{"seed": r["seed"], **r["teacher"]} for r in results
+                               if "teacher" in r] for cell, results in by_cell.items()}
+            pairs.append((f"{name} minus its teacher (the same run before self-training)",
+                          by_cell, teachers))
+        elif " (" in name and name.split(" (")[0] in runs:
+            pairs.append((f"{name} minus {name.split(' (')[0]}", by_cell,
+                          runs[name.split(" (")[0]]))
+    for title, a_runs, b_runs in pairs:
+        lines += ["", f"Paired by seed, {title} (test; dev in brackets):", "",
                   "| | " + " | ".join(cells) + " | mean |", "|---" * (len(cells) + 2) + "|"]
         row = []
         for cell in cells:
-            a, b = _by_seed(runs[a_name], cell), _by_seed(runs[b_name], cell)
+            a, b = _by_seed(a_runs, cell), _by_seed(b_runs, cell)
             shared = sorted(set(a) & set(b))
             if shared:
                 diffs = [a[s][test] - b[s][test] for s in shared]
@@ -175,14 +185,14 @@ def seeds_table(seeds, cells, metric="f1", baseline="concat_bilstm", model="man_
                            f"(n={len(shared)})")
             else:
                 row.append("—")
-        both = sorted(set(_seeds_in_every_cell(runs[a_name], cells))
-                      & set(_seeds_in_every_cell(runs[b_name], cells)))
+        both = sorted(set(_seeds_in_every_cell(a_runs, cells))
+                      & set(_seeds_in_every_cell(b_runs, cells)))
         overall, overall_dev = [], []
         for s in both:
-            overall.append(sum(_by_seed(runs[a_name], c)[s][test]
-                               - _by_seed(runs[b_name], c)[s][test] for c in cells) / len(cells))
-            overall_dev.append(sum(_by_seed(runs[a_name], c)[s][dev]
-                                   - _by_seed(runs[b_name], c)[s][dev] for c in cells)
+            overall.append(sum(_by_seed(a_runs, c)[s][test]
+                               - _by_seed(b_runs, c)[s][test] for c in cells) / len(cells))
+            overall_dev.append(sum(_by_seed(a_runs, c)[s][dev]
+                                   - _by_seed(b_runs, c)[s][dev] for c in cells)
                                / len(cells))
         row.append(f"{mean_sd(overall)[0]:+.2f} ± {mean_sd(overall)[1]:.2f} "
                    f"[{mean_sd(overall_dev)[0]:+.2f}] (n={len(overall)})" if overall else "—")
