@@ -124,13 +124,16 @@ def iteration_flops(shapes, model, input_dim, num_sources, num_tags, num_languag
     d_rows, d_time = shapes["d_rows"], shapes["d_time"]
     u_rows, u_time = shapes["unlabeled_rows"], shapes["unlabeled_time"]
     lstm = shapes["lstm_tokens"]  # the positions each BiLSTM's loop runs
+    own = d_rows > 0  # a D update on a batch of its own (discriminator_batch="own")
     if model.use_char_cnn:
-        conv, projection = char_cnn(shapes["d_char_groups"], model)
-        add("char-CNN", conv + projection)                     # D update: forward
+        if own:
+            conv, projection = char_cnn(shapes["d_char_groups"], model)
+            add("char-CNN", conv + projection)                 # D update: forward
         conv, projection = char_cnn(shapes["main_char_groups"], model)
         add("char-CNN", 2 * conv + 3 * projection)             # frozen characters: no input grad
-    shared = bilstm(lstm["d"], input_dim, model.shared_hidden, model.lstm_layers)
-    add("F_s BiLSTM", shared)                                   # D update: forward
+    if own:
+        add("F_s BiLSTM", bilstm(lstm["d"], input_dim, model.shared_hidden,
+                                 model.lstm_layers))           # D update: forward
     add("F_s BiLSTM", 3 * bilstm(lstm["main"], input_dim, model.shared_hidden,
                                  model.lstm_layers))
     tokens = shapes["head_tokens"]
@@ -149,11 +152,13 @@ def iteration_flops(shapes, model, input_dim, num_sources, num_tags, num_languag
     add("C experts", 3 * experts)
     add("gates (F_p, C)", 2 * gate)
     # D update: convolutions over stop-gradient features (weight gradient only),
-    # dense layers trained. Main update: D's weights untouched, input gradient only.
-    conv, layers = discriminator(d_rows, d_time, model, model.shared_hidden, num_languages)
-    add("D", 2 * conv + 3 * layers)
+    # dense layers trained. Main update: D's weights untouched, input gradient
+    # only; with D trained there ("main"), weight gradients too.
+    if own:
+        conv, layers = discriminator(d_rows, d_time, model, model.shared_hidden, num_languages)
+        add("D", 2 * conv + 3 * layers)
     conv, layers = discriminator(u_rows, u_time, model, model.shared_hidden, num_languages)
-    add("D", 2 * conv + 2 * layers)
+    add("D", (2 * conv + 2 * layers) if own else (3 * conv + 3 * layers))
     return parts
 
 
@@ -315,13 +320,17 @@ def batch_shapes(element, kernel_sizes, packed=True, real_units=True):
     False under XLA); ``real_units``: the head's experts run on real tokens
     only (likewise)."""
     labeled, unlabeled = element["labeled"], element["unlabeled"]
-    d = element["discriminator"][0]
-    np_ = lambda t: t.numpy()
+    # No D batch of its own (discriminator_batch="main"): an empty one.
+    d = element["discriminator"][0] if element["discriminator"] else {
+        "lengths": np.zeros([0], np.int32), "words": np.zeros([0, 0], np.int32),
+        "chars": np.zeros([0, 0, 0], np.int32)}
+    np_ = lambda t: np.asarray(t)
     l_len, u_len, d_len = (np_(x["lengths"]) for x in (labeled, unlabeled, d))
     l_rows, l_time = labeled["words"].shape
     main_time = max(l_time, unlabeled["words"].shape[1])
     if packed:
-        lstm = {"d": packed_positions(d_len), "labeled": packed_positions(l_len),
+        lstm = {"d": packed_positions(d_len) if len(d_len) else 0,
+                "labeled": packed_positions(l_len),
                 "main": packed_positions(np.concatenate([l_len, u_len]))}
     else:
         # F_p and the head run on the labeled rows of the stacked batch.
@@ -338,7 +347,7 @@ def batch_shapes(element, kernel_sizes, packed=True, real_units=True):
         "main_time": int(max(labeled["words"].shape[1], unlabeled["words"].shape[1])),
         "real_tokens": {"d": int(d_len.sum()), "labeled": int(l_len.sum()),
                         "unlabeled": int(u_len.sum())},
-        "d_char_groups": char_groups(np_(d["chars"]), d_len, kernel_sizes),
+        "d_char_groups": char_groups(np_(d["chars"]), d_len, kernel_sizes) if len(d_len) else [],
         "main_char_groups": char_groups(_pad_chars(np_(labeled["chars"]), np_(unlabeled["chars"])),
                                         np.concatenate([l_len, u_len]), kernel_sizes),
     }
@@ -371,7 +380,7 @@ def build(overrides=()):
     from man_tf.data import loading, pipeline
     from man_tf.pretrained import encoder_inputs
     from man_tf.training import strategy as strategies
-    from man_tf.training.adversarial import AdversarialModel
+    from man_tf.training.train import _compiled_trainer
 
     config = common.conll_config("encoder")
     config.data.feature_cache = FEATURES
@@ -387,13 +396,12 @@ def build(overrides=()):
     labeled, unlabeled = loading.encode_data(config, task, data, words, chars, tags, features)
     model = tasks.build_model(config, words.size, len(chars), tags.tags, len(data.sources),
                               list(words.offsets.values()))
-    trainer = AdversarialModel(model, len(data.languages), config.train.lambd,
-                               config.train.discriminator_steps)
-    trainer.compile(jit_compile=config.train.jit_compile)
-    stream = pipeline.training_stream([labeled[l] for l in data.sources],
-                                      [unlabeled[l] for l in data.languages],
-                                      config.train.batch_size, 1,
-                                      buckets=tuple(config.data.buckets))
+    trainer, _ = _compiled_trainer(config, model, len(data.languages))
+    stream = pipeline.training_stream(
+        [labeled[l] for l in data.sources], [unlabeled[l] for l in data.languages],
+        config.train.batch_size, 1,
+        0 if trainer.joint_discriminator else config.train.discriminator_steps,
+        trainer.adversary_pass, buckets=tuple(config.data.buckets))
     return config, trainer, stream, data, tags
 
 

@@ -151,6 +151,12 @@ def get_config(inputs="encoder"):
     train.encoder_learning_rate = 3e-5
     train.lambd = 0.002                  # λ, adversarial weight
     train.discriminator_steps = 1        # k, D updates per iteration (n_critic)
+    # Which unlabeled batch D's update reads: "own" (the authors': each of
+    # the k updates draws its own batch and runs F_s over it first) or
+    # "main" (k = 1: D learns in the main update's backward pass, from the
+    # adversarial term's batch and F_s features; one F_s and one D pass fewer
+    # per iteration; man_tf/training/adversarial.py).
+    train.discriminator_batch = "own"
     train.gate_loss_weight = 0.01        # F_p's expert-gate loss
     train.predictor_gate_loss_weight = 0.01  # C's expert-gate loss
     # "auto": mixed_bfloat16 where the CPU/GPU has bf16, else float32.

@@ -72,6 +72,7 @@ CHOICES = {
     "model.output_layer": ("softmax", "crf"),
     "model.lstm_implementation": ("auto", "loop", "keras"),
     "train.lr_schedule": LR_SCHEDULES,
+    "train.discriminator_batch": ("own", "main"),
     "train.precision": ("auto", "float32", "mixed_bfloat16", "mixed_float16"),
     "train.strategy": ("default", "mirrored", "multi_worker"),
 }
@@ -130,6 +131,15 @@ def check_config(config):
                           f"number (with self_training.rounds={self_training.rounds})")
     if train.lambd < 0:
         raise ConfigError(f"train.lambd={train.lambd}: expected a number >= 0")
+    if train.get("discriminator_batch") == "main":
+        if train.discriminator_steps > 1:
+            raise ConfigError(f"train.discriminator_batch='main' with train.discriminator_steps="
+                              f"{train.discriminator_steps}: D's one update per iteration "
+                              f"shares the main update's batch; use 'own' for k > 1")
+        if train.precision == "mixed_float16":
+            raise ConfigError("train.discriminator_batch='main' with train.precision="
+                              "mixed_float16: D's gradient would carry the main loss scale; "
+                              "use 'own', or mixed_bfloat16 or float32")
     if not config.model.use_words and any(config.data.embeddings.values()):
         raise ConfigError("data.embeddings given with model.use_words=False: the .vec files "
                           "would be unused; drop them or set --config.model.use_words=True")

@@ -62,3 +62,21 @@ def serve_check(tmp_path_factory):
     from man_tf.export import cc_check
 
     return cc_check.build(str(tmp_path_factory.mktemp("serve_check")))
+
+
+# The files with the longest runs (pytest --durations, 2026-12-05), started
+# first: with one process per core (pytest-xdist --dist loadfile, the README's
+# command) the short files then fill the gaps instead of one long file
+# running alone at the end.
+SLOW_FILES_FIRST = ("tests/cli/test_encoder_input.py", "tests/cli/test_failures.py",
+                    "tests/cli/test_encoder_fine_tuning.py", "tests/test_gpu_check.py",
+                    "tests/cli/test_train_evaluate.py", "tests/cli/test_workdir_and_vectors.py",
+                    "tests/cli/test_robustness.py", "tests/training/test_distributed_training.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        path = os.path.relpath(str(item.path), ROOT)
+        return SLOW_FILES_FIRST.index(path) if path in SLOW_FILES_FIRST else len(SLOW_FILES_FIRST)
+
+    items.sort(key=rank)  # stable: each file's own order is kept

@@ -26,11 +26,12 @@ def _step_graph(trainer, batch):
     return tf.function(trainer.train_step).get_concrete_function(batch).graph
 
 
-@pytest.mark.parametrize("overrides", [
-    dict(lstm_layers=2),
-    dict(lstm_layers=1, use_private=False, predictor_layers=2, discriminator_layers=2),
+@pytest.mark.parametrize("overrides, discriminator_batch", [
+    (dict(lstm_layers=2), "own"),
+    (dict(lstm_layers=1, use_private=False, predictor_layers=2, discriminator_layers=2), "own"),
+    (dict(lstm_layers=2), "main"),  # D learns in the main update: no pass of its own
 ])
-def test_iteration_count_equals_the_traced_training_step(overrides):
+def test_iteration_count_equals_the_traced_training_step(overrides, discriminator_batch):
     labeled, unlabeled, vocabularies = sample_corpora()
     # No char-CNN (its distinct-word gather), no packed rows and every
     # token through the head (as under XLA): shapes a traced graph can read.
@@ -43,8 +44,9 @@ def test_iteration_count_equals_the_traced_training_step(overrides):
     keras.utils.set_random_seed(0)
     model = building.build_model(config, TASKS["tagging"], words.size, len(chars), tags.tags,
                                  len(labeled))
-    trainer = adversarial(model)
-    batch = first_batch(labeled, unlabeled)
+    trainer = adversarial(model, discriminator_batch=discriminator_batch)
+    batch = first_batch(labeled, unlabeled,
+                        discriminator_steps=0 if discriminator_batch == "main" else 1)
     by_name = {}
     traced = step_cost.graph_flops(_step_graph(trainer, batch), by_name)
     shapes = step_cost.batch_shapes(batch, config.model.char_kernel_sizes, packed=False,

@@ -118,6 +118,15 @@ class AdversarialModel(OwnTrainFunction, keras.Model):
         reassigned between steps (``model.lambd.assign``: a schedule), and
         every step logs the value it applied as ``lambda``.
       discriminator_steps: k, D updates per iteration (0: no D at all).
+      discriminator_batch: which unlabeled batch D's update reads. ``"own"``
+        (the authors'): each of the k updates draws its own batch (the
+        stream's ``discriminator`` batches) and runs F_s over it before the
+        main update. ``"main"``: D's one update (k = 1) is computed in the
+        main update's backward pass from the adversarial term's batch and
+        F_s features (the gradient reversal sits between F_s and D, so the
+        same D loss gives D its descent and F_s its reversed gradient): one
+        F_s and one D pass fewer per iteration (BUILD_NOTES.md, "One
+        iteration against the machine's peak").
       gate_loss_weight: weight of F_p's gate loss.
       predictor_gate_loss_weight: weight of C's gate loss.
       self_training_weight: weight of the loss on a teacher's labels of
@@ -133,7 +142,7 @@ class AdversarialModel(OwnTrainFunction, keras.Model):
 
     def __init__(self, model, num_languages, lambd=None, discriminator_steps=1,
                  gate_loss_weight=0.01, predictor_gate_loss_weight=0.01,
-                 self_training_weight=0.0, **kwargs):
+                 self_training_weight=0.0, discriminator_batch="own", **kwargs):
         super().__init__(**kwargs)
         self.man_moe = model
         outputs = model.build_all()  # every variable, λ's included, before any step
@@ -142,6 +151,17 @@ class AdversarialModel(OwnTrainFunction, keras.Model):
             self.lambd.assign(float(lambd))
         self.discriminator_steps = int(discriminator_steps)
         self.adversarial = float(self.lambd.numpy()) > 0 and self.discriminator_steps > 0
+        if discriminator_batch not in ("own", "main"):
+            raise ValueError(f"discriminator_batch={discriminator_batch!r}: expected 'own' "
+                             f"or 'main'")
+        if discriminator_batch == "main" and self.discriminator_steps > 1:
+            raise ValueError(f"discriminator_batch='main' makes one D update per iteration; "
+                             f"discriminator_steps={self.discriminator_steps}")
+        self.discriminator_batch = discriminator_batch
+        # D trained inside the main update (then the main update runs the
+        # adversary pass even at λ = 0, where the reversal passes F_s nothing).
+        self.joint_discriminator = discriminator_batch == "main" and self.discriminator_steps > 0
+        self.adversary_pass = self.adversarial or self.joint_discriminator
         self.gate_loss_weight = float(gate_loss_weight)
         self.predictor_gate_loss_weight = float(predictor_gate_loss_weight)
         self.self_training_weight = float(self_training_weight)
@@ -172,7 +192,8 @@ class AdversarialModel(OwnTrainFunction, keras.Model):
                 "discriminator_steps": self.discriminator_steps,
                 "gate_loss_weight": self.gate_loss_weight,
                 "predictor_gate_loss_weight": self.predictor_gate_loss_weight,
-                "self_training_weight": self.self_training_weight}
+                "self_training_weight": self.self_training_weight,
+                "discriminator_batch": self.discriminator_batch}
 
     @classmethod
     def from_config(cls, config):
@@ -229,6 +250,11 @@ class AdversarialModel(OwnTrainFunction, keras.Model):
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             if not isinstance(d_optimizer, keras.optimizers.LossScaleOptimizer):
                 d_optimizer = keras.optimizers.LossScaleOptimizer(d_optimizer)
+        if self.joint_discriminator and isinstance(d_optimizer,
+                                                   keras.optimizers.LossScaleOptimizer):
+            # D's gradient would come scaled by the main optimizer's loss scale.
+            raise ValueError("discriminator_batch='main' under mixed_float16: use 'own', or "
+                             "mixed_bfloat16 or float32")
         super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
         self.d_optimizer = d_optimizer
         # Each optimizer is built on exactly its own variables: neither can
@@ -289,7 +315,7 @@ class AdversarialModel(OwnTrainFunction, keras.Model):
         labels = labeled[model.label_key]
         logs = {}
         with tf.GradientTape() as tape:
-            if self.adversarial:
+            if self.adversary_pass:
                 outputs = model.call_with_adversary(labeled, unlabeled, training=True)
             else:
                 outputs = model(labeled, training=True)
@@ -315,21 +341,30 @@ class AdversarialModel(OwnTrainFunction, keras.Model):
             if self.self_training_weight and taught is not None:
                 logs["taught_loss"] = self._taught_loss(taught)
                 supervised += self.self_training_weight * logs["taught_loss"]
-            if self.adversarial:
-                adversarial, _, _ = self._language_loss(
+            if self.adversary_pass:
+                adversarial, d_correct, d_count = self._language_loss(
                     outputs["adversarial_logits"], unlabeled, outputs["adversarial_mask"])
                 # L_D reaches F_s through the reversal layer, which turns its
                 # gradient into -λ ∂L_D/∂F_s: differentiating supervised + L_D
-                # descends supervised - λ·L_D (the objective, logged) for F_s.
+                # descends supervised - λ·L_D (the objective, logged) for F_s,
+                # and (discriminator_batch="main") descends L_D for D.
                 differentiated = supervised + adversarial
                 objective = supervised - tf.cast(self.lambd, supervised.dtype) * adversarial
-                logs["adversarial_d_loss"] = adversarial
+                if self.adversarial:
+                    logs["adversarial_d_loss"] = adversarial
+                if self.joint_discriminator:
+                    logs.update(d_loss=adversarial, d_correct=d_correct, d_count=d_count)
             else:
                 differentiated = objective = supervised
             scaled = self._scaled(self.optimizer, differentiated)
         main = self.main_variables
         encoder = self.encoder_variables if self.encoder_optimizer is not None else []
-        grads = tape.gradient(scaled, main + encoder)
+        discriminator = self.d_variables if self.joint_discriminator else []
+        grads = tape.gradient(scaled, main + encoder + discriminator)
+        if discriminator:
+            self.d_optimizer.apply_gradients(zip(grads[len(grads) - len(discriminator):],
+                                                 discriminator))
+            grads = grads[:len(grads) - len(discriminator)]
         self.optimizer.apply_gradients(zip(grads[:len(main)], main))
         if encoder:
             # Dense: the position table's gradient comes as IndexedSlices with
@@ -349,7 +384,7 @@ class AdversarialModel(OwnTrainFunction, keras.Model):
         (``labeled``, ``unlabeled``, ``discriminator``); returns the trackers'
         values and ``lambda``."""
         logs = {}
-        if self.discriminator_steps:
+        if self.discriminator_steps and not self.joint_discriminator:
             d_loss = d_correct = d_count = 0.0
             for d_batch in data["discriminator"][:self.discriminator_steps]:
                 loss, correct, count = self.discriminator_update(d_batch)

@@ -142,7 +142,8 @@ def _compiled_trainer(config, model, num_languages, self_training_weight=0.0):
     train = config.train
     trainer = AdversarialModel(model, num_languages, train.lambd, train.discriminator_steps,
                                train.gate_loss_weight, train.predictor_gate_loss_weight,
-                               self_training_weight)
+                               self_training_weight,
+                               train.get("discriminator_batch", "own"))
     main_rate = step_size(train.learning_rate, train.lr_schedule, train.steps)
     trainer.compile(
         optimizer=LazyAdam(main_rate, name="main_adam"),
@@ -226,7 +227,9 @@ def build_experiment(config, workdir, teacher=None):
     stream = pipeline.training_stream(
         [labeled[lang] for lang in data.sources], [unlabeled[lang] for lang in data.languages],
         config.train.batch_size, config.seed + (start if replicas > 1 else 0),
-        config.train.discriminator_steps, trainer.adversarial, tuple(config.data.buckets),
+        # D batches of their own only where D's update does not share the main one's.
+        0 if trainer.joint_discriminator else config.train.discriminator_steps,
+        trainer.adversary_pass, tuple(config.data.buckets),
         taught)
     chief = strategies.is_chief(strategy)
     if chief:

@@ -42,6 +42,11 @@ RESUMABLE_CHANGES = (
     "self_training.rounds", "self_training.steps", "self_training.weight")
 
 
+# Fields added after workdirs were written, with the value an older workdir
+# (which lacks them) was trained under.
+ADDED_FIELDS = {"train.discriminator_batch": "own"}
+
+
 class WorkdirMismatch(ValueError):
     """A workdir trained with other settings than the rerun's."""
 
@@ -86,10 +91,17 @@ def stored_config(workdir):
         return json.load(f)
 
 
+def _flat_pair(stored, config):
+    """(stored fields, ``config``'s fields), flattened; a field the stored
+    config predates reads as its old value (:data:`ADDED_FIELDS`)."""
+    old, new = flatten(stored), flatten(config_as_json(config))
+    return {**{n: v for n, v in ADDED_FIELDS.items() if n in new}, **old}, new
+
+
 def differing_fields(stored, config):
     """Dotted names of the fields, outside :data:`RESUMABLE_CHANGES`, whose
     values differ between a stored config dict and ``config``."""
-    old, new = flatten(stored), flatten(config_as_json(config))
+    old, new = _flat_pair(stored, config)
     names = sorted(set(old) | set(new))
     return [n for n in names if n not in RESUMABLE_CHANGES and old.get(n) != new.get(n)]
 
@@ -105,7 +117,7 @@ def check_resumable(workdir, config, has_checkpoint):
         return
     fields = differing_fields(stored, config)
     if fields:
-        old, new = flatten(stored), flatten(config_as_json(config))
+        old, new = _flat_pair(stored, config)
         shown = "; ".join(f"{n}: {old.get(n, '(unset)')!r} -> {new.get(n, '(unset)')!r}"
                           for n in fields[:6])
         more = f" and {len(fields) - 6} more" if len(fields) > 6 else ""

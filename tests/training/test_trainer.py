@@ -296,3 +296,47 @@ def test_mixed_float16_uses_loss_scaling_and_trains(data):
     logs = fit_batch(trainer, first_batch(labeled, unlabeled))
     assert np.isfinite(float(logs["total_loss"]))
     assert any(changed(before, trainer.main_variables))
+
+
+def test_main_batch_discriminator_learns_in_the_main_update(data):
+    """discriminator_batch="main": one backward pass gives D the descent of its
+    loss on the adversarial term's batch (as a D update on those F_s features
+    would) while F_s gets the reversed gradient; the stream has no D batches."""
+    labeled, unlabeled, vocabularies = data
+    model = tiny_model(vocabularies, **NO_DROPOUT)
+    trainer = AdversarialModel(model, 4, discriminator_batch="main")
+    # Step size 1 for D, 0 for the rest: D's new weights = old - its gradient.
+    trainer.compile(optimizer=keras.optimizers.SGD(0.0), d_optimizer=keras.optimizers.SGD(1.0))
+    stream = pipeline.training_stream(labeled, unlabeled, 4, seed=0, discriminator_steps=0)
+    batch = next(iter(stream))
+    assert batch["discriminator"] == ()
+    u = batch["unlabeled"]
+    with tf.GradientTape() as tape:
+        features, mask = model.shared_features(u, training=True)
+        logits = model.discriminate(tf.stop_gradient(features), u["lengths"], training=True)
+        expected_loss, _, _ = trainer._language_loss(logits, u, mask)
+    expected = [v.numpy() - g.numpy() for v, g in
+                zip(trainer.d_variables, tape.gradient(expected_loss, trainer.d_variables))]
+    main_before = snapshot(trainer.main_variables)
+    logs = fit_batch(trainer, batch)
+    for want, got in zip(expected, snapshot(trainer.d_variables)):
+        np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-6)
+    assert not any(changed(main_before, trainer.main_variables))  # step size 0
+    assert float(logs["d_loss"]) == pytest.approx(float(expected_loss), rel=1e-4)
+    assert 0 <= float(logs["d_accuracy"]) <= 1
+    assert float(logs["adversarial_d_loss"]) == pytest.approx(float(expected_loss), rel=1e-4)
+
+
+def test_main_batch_discriminator_trains_d_at_lambda_zero_and_refuses_k_above_one(data):
+    labeled, unlabeled, vocabularies = data
+    model = tiny_model(vocabularies, lambd=0.0)
+    trainer = make_trainer(model, discriminator_batch="main")
+    assert not trainer.adversarial and trainer.joint_discriminator
+    shared = model.backbone.shared_encoder.trainable_variables
+    d_before, shared_before = snapshot(trainer.d_variables), snapshot(shared)
+    logs = fit_batch(trainer, first_batch(labeled, unlabeled, discriminator_steps=0))
+    assert all(changed(d_before, trainer.d_variables))  # D learns (to monitor F_s)
+    assert np.isfinite(float(logs["d_loss"])) and "adversarial_d_loss" not in logs
+    assert any(changed(shared_before, shared))  # by the task loss alone
+    with pytest.raises(ValueError, match="discriminator_steps=2"):
+        make_trainer(tiny_model(vocabularies), discriminator_steps=2, discriminator_batch="main")

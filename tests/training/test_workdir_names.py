@@ -38,3 +38,33 @@ def test_a_current_workdir_resumes_and_a_changed_setting_is_named(tmp_path):
     config.model.use_predictor_moe = False
     with pytest.raises(workdirs.WorkdirMismatch, match="model.use_predictor_moe"):
         workdirs.check_resumable(str(tmp_path), config, has_checkpoint=True)
+
+
+def test_a_field_added_later_reads_as_its_old_value_in_an_older_workdir(tmp_path):
+    """train.discriminator_batch came after workdirs of format 3 were written:
+    one without it was trained as "own" and resumes so; "main" is refused."""
+    from man_tf import settings
+
+    config = load_config("sample_ner")
+    stored = json.loads(config.to_json())
+    del stored["train"]["discriminator_batch"]
+    workdirs.save_config(str(tmp_path), config)
+    with open(tmp_path / "config.json", "w", encoding="utf-8") as f:
+        json.dump(stored, f)
+    assert config.train.discriminator_batch == "own"
+    workdirs.check_resumable(str(tmp_path), config, has_checkpoint=True)
+    config.train.discriminator_batch = "main"
+    with pytest.raises(workdirs.WorkdirMismatch,
+                       match="train.discriminator_batch: 'own' -> 'main'"):
+        workdirs.check_resumable(str(tmp_path), config, has_checkpoint=True)
+    # Its settings are checked up front, each in one line.
+    settings.check_config(config)
+    config.train.discriminator_steps = 2
+    with pytest.raises(settings.ConfigError, match="discriminator_steps=2: D's one update"):
+        settings.check_config(config)
+    config.train.discriminator_steps, config.train.precision = 1, "mixed_float16"
+    with pytest.raises(settings.ConfigError, match="precision=mixed_float16"):
+        settings.check_config(config)
+    config.train.discriminator_batch = "shared"
+    with pytest.raises(settings.ConfigError, match="expected one of own, main"):
+        settings.check_config(config)
