@@ -96,6 +96,40 @@ def run_measurement(code):
     raise RuntimeError(done.stderr[-3000:])
 
 
+def training_setup(config, strategy=None):
+    """What ``man-tf-train`` builds before its first step, for the step
+    benchmarks (speed.py, step_cost.py): ``config``'s data, vocabularies,
+    encoder features (from ``config.data.feature_cache``; extracted if
+    absent), model, compiled trainer (under ``strategy``'s scope when given)
+    and training stream (seed 1). Sets the precision; -> a namespace."""
+    import types
+
+    from man_tf import tasks
+    from man_tf.data import loading, pipeline
+    from man_tf.pretrained import encoder_inputs
+    from man_tf.training import strategy as strategies
+    from man_tf.training.train import _compiled_trainer
+
+    precision = strategies.set_precision(config.train.precision)
+    task = tasks.task_of(config)
+    data = loading.load_data(config, task)
+    words, chars, tags = loading.build_vocabularies(config, task, data)
+    features = encoder_inputs.encoder_features(config, "/nonexistent")
+    labeled, unlabeled = loading.encode_data(config, task, data, words, chars, tags, features)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = tasks.build_model(config, words.size, len(chars), tags.tags, len(data.sources),
+                                  list(words.offsets.values()))
+        trainer, _ = _compiled_trainer(config, model, len(data.languages))
+    stream = pipeline.training_stream(
+        [labeled[lang] for lang in data.sources], [unlabeled[lang] for lang in data.languages],
+        config.train.batch_size, 1,
+        0 if trainer.joint_discriminator else config.train.discriminator_steps,
+        trainer.adversary_pass, buckets=tuple(config.data.buckets))
+    return types.SimpleNamespace(precision=precision, task=task, data=data, words=words,
+                                 chars=chars, tags=tags, features=features, model=model,
+                                 trainer=trainer, stream=stream)
+
+
 def run_training(config_file, flags, workdir, steps):
     """Runs ``man-tf-train`` in a fresh process unless ``workdir`` already
     holds results at this budget (an interrupted run resumes from its

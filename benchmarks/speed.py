@@ -49,30 +49,18 @@ for key, value in json.loads({json.dumps(json.dumps(overrides))}).items():
     config[section][field] = value
 import tensorflow as tf
 from man_tf import tasks
-from man_tf.pretrained import encoder_inputs
 from man_tf.data import loading
 from man_tf.data import pipeline
 from man_tf.models import inference
 from man_tf.training import strategy as strategies
-from man_tf.training.adversarial import AdversarialModel, distribute_stream
+from man_tf.training.adversarial import distribute_stream
 strategies.configure_cpu_devices(config.train.num_cpu_devices)
 strategy = strategies.make_strategy(config.train.strategy)
-precision = strategies.set_precision(config.train.precision)
-data = loading.load_data(config, tasks.task_of(config))
-words, chars, tags = loading.build_vocabularies(config, tasks.task_of(config), data)
-features = encoder_inputs.encoder_features(config, "/nonexistent")
-labeled, unlabeled = loading.encode_data(config, tasks.task_of(config), data, words, chars, tags,
-                                         features)
-with strategy.scope():
-    model = tasks.build_model(config, words.size, len(chars), tags.tags, len(data.sources),
-                                   list(words.offsets.values()))
-    trainer = AdversarialModel(model, len(data.languages), config.train.lambd,
-                               config.train.discriminator_steps)
-    trainer.compile(jit_compile=config.train.jit_compile)
+setup = common.training_setup(config, strategy)
+precision, data, features = setup.precision, setup.data, setup.features
+words, chars, tags = setup.words, setup.chars, setup.tags
+model, trainer, stream = setup.model, setup.trainer, setup.stream
 step = trainer.make_train_function()  # what fit runs per step, on an iterator
-stream = pipeline.training_stream([labeled[l] for l in data.sources],
-                                  [unlabeled[l] for l in data.languages],
-                                  config.train.batch_size, 1, buckets=tuple(config.data.buckets))
 it = iter(strategy.experimental_distribute_dataset(distribute_stream(strategy, stream)))
 token_stream = iter(stream)
 for _ in range({warmup}):

@@ -376,33 +376,14 @@ def build(overrides=()):
     (target de), features from the benchmarks' cache (extracted if absent)."""
     import ast
 
-    from man_tf import tasks
-    from man_tf.data import loading, pipeline
-    from man_tf.pretrained import encoder_inputs
-    from man_tf.training import strategy as strategies
-    from man_tf.training.train import _compiled_trainer
-
     config = common.conll_config("encoder")
     config.data.feature_cache = FEATURES
     for item in overrides:
         key, value = item.split("=", 1)
         section, field = key.split(".")
         config[section][field] = ast.literal_eval(value)
-    strategies.set_precision(config.train.precision)
-    task = tasks.task_of(config)
-    data = loading.load_data(config, task)
-    words, chars, tags = loading.build_vocabularies(config, task, data)
-    features = encoder_inputs.encoder_features(config, "/nonexistent")
-    labeled, unlabeled = loading.encode_data(config, task, data, words, chars, tags, features)
-    model = tasks.build_model(config, words.size, len(chars), tags.tags, len(data.sources),
-                              list(words.offsets.values()))
-    trainer, _ = _compiled_trainer(config, model, len(data.languages))
-    stream = pipeline.training_stream(
-        [labeled[l] for l in data.sources], [unlabeled[l] for l in data.languages],
-        config.train.batch_size, 1,
-        0 if trainer.joint_discriminator else config.train.discriminator_steps,
-        trainer.adversary_pass, buckets=tuple(config.data.buckets))
-    return config, trainer, stream, data, tags
+    setup = common.training_setup(config)
+    return config, setup.trainer, setup.stream, setup.data, setup.tags
 
 
 # The CoNLL runs of the code after the cuts (benchmarks/conll_3to1.py
