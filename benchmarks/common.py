@@ -108,7 +108,7 @@ def training_setup(config, strategy=None):
     from man_tf.data import loading, pipeline
     from man_tf.pretrained import encoder_inputs
     from man_tf.training import strategy as strategies
-    from man_tf.training.train import _compiled_trainer
+    from man_tf.training.train import compiled_trainer
 
     precision = strategies.set_precision(config.train.precision)
     task = tasks.task_of(config)
@@ -119,7 +119,7 @@ def training_setup(config, strategy=None):
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = tasks.build_model(config, words.size, len(chars), tags.tags, len(data.sources),
                                   list(words.offsets.values()))
-        trainer, _ = _compiled_trainer(config, model, len(data.languages))
+        trainer, _ = compiled_trainer(config, model, len(data.languages))
     stream = pipeline.training_stream(
         [labeled[lang] for lang in data.sources], [unlabeled[lang] for lang in data.languages],
         config.train.batch_size, 1,

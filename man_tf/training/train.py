@@ -131,7 +131,7 @@ def _check_batches_split(config, data, replicas):
                 f"choose --config.train.batch_size so that it divides")
 
 
-def _compiled_trainer(config, model, num_languages, self_training_weight=0.0):
+def compiled_trainer(config, model, num_languages, self_training_weight=0.0):
     """The model wrapped for ``fit`` and compiled with the run's optimizers;
     -> (trainer, the main step size)."""
     import tensorflow as tf
@@ -208,7 +208,7 @@ def build_experiment(config, workdir, teacher=None):
         model.build()  # its variables; the trainer makes its one dummy call
         # Before the optimizers are built: frozen vectors stay out of them.
         coverage = building.load_pretrained_embeddings(config, model, words, pretrained)
-        trainer, main_rate = _compiled_trainer(
+        trainer, main_rate = compiled_trainer(
             config, model, len(data.languages),
             config.self_training.weight if teacher is not None else 0.0)
         # Every worker takes part in each save (a collective); only the
