@@ -123,8 +123,8 @@ def training_setup(config, strategy=None):
     stream = pipeline.training_stream(
         [labeled[lang] for lang in data.sources], [unlabeled[lang] for lang in data.languages],
         config.train.batch_size, 1,
-        0 if trainer.joint_discriminator else config.train.discriminator_steps,
-        trainer.adversary_pass, buckets=tuple(config.data.buckets))
+        trainer.own_discriminator_batches, trainer.adversary_pass,
+        buckets=tuple(config.data.buckets))
     return types.SimpleNamespace(precision=precision, task=task, data=data, words=words,
                                  chars=chars, tags=tags, features=features, model=model,
                                  trainer=trainer, stream=stream)

@@ -202,6 +202,13 @@ class AdversarialModel(OwnTrainFunction, keras.Model):
         return cls(**config)
 
     @property
+    def own_discriminator_batches(self):
+        """How many D batches of their own each stream element carries (k, or
+        0 where D learns in the main update); the stream's ``unlabeled``
+        batch is there when :attr:`adversary_pass`."""
+        return 0 if self.joint_discriminator else self.discriminator_steps
+
+    @property
     def lambd(self):
         """λ: the wrapped model's gradient reversal variable (one λ)."""
         return self.man_moe.lambd

@@ -227,9 +227,7 @@ def build_experiment(config, workdir, teacher=None):
     stream = pipeline.training_stream(
         [labeled[lang] for lang in data.sources], [unlabeled[lang] for lang in data.languages],
         config.train.batch_size, config.seed + (start if replicas > 1 else 0),
-        # D batches of their own only where D's update does not share the main one's.
-        0 if trainer.joint_discriminator else config.train.discriminator_steps,
-        trainer.adversary_pass, tuple(config.data.buckets),
+        trainer.own_discriminator_batches, trainer.adversary_pass, tuple(config.data.buckets),
         taught)
     chief = strategies.is_chief(strategy)
     if chief:

@@ -53,3 +53,18 @@ def test_own_callbacks_see_global_steps_and_can_stop_training(tmp_path):
     results = train(small_config(30), workdir, callbacks=[second])
     assert second.steps == list(range(11, 31))
     assert results["steps"] == 30
+
+
+def test_a_run_with_d_learning_in_the_main_update(tmp_path):
+    """train.discriminator_batch="main" through man-tf-train's own path
+    (stream, trainer, callbacks): D's loss and accuracy are logged each
+    step from the main update's batch, and the run finishes with its dev
+    score."""
+    config = small_config(6)
+    config.train.discriminator_batch = "main"
+    recorder = Recorder()
+    results = train(config, str(tmp_path / "run"), callbacks=[recorder])
+    assert recorder.steps == [1, 2, 3, 4, 5, 6]
+    assert all(log["d_loss"] > 0 and 0 <= log["d_accuracy"] <= 1 for log in recorder.logs)
+    assert recorder.logs[0]["adversarial_d_loss"] == pytest.approx(recorder.logs[0]["d_loss"])
+    assert "dev_f1" in results

@@ -307,7 +307,8 @@ def test_main_batch_discriminator_learns_in_the_main_update(data):
     trainer = AdversarialModel(model, 4, discriminator_batch="main")
     # Step size 1 for D, 0 for the rest: D's new weights = old - its gradient.
     trainer.compile(optimizer=keras.optimizers.SGD(0.0), d_optimizer=keras.optimizers.SGD(1.0))
-    stream = pipeline.training_stream(labeled, unlabeled, 4, seed=0, discriminator_steps=0)
+    stream = pipeline.training_stream(labeled, unlabeled, 4, seed=0,
+                                      discriminator_steps=trainer.own_discriminator_batches)
     batch = next(iter(stream))
     assert batch["discriminator"] == ()
     u = batch["unlabeled"]
