@@ -202,6 +202,9 @@ def table(data, title="# CoNLL NER, 3 sources -> 1 target (Chen et al. 2019 prot
                              f"{r['test_f1']:.2f} (best step {r['best_step']})")
     if data.get("seeds", {}).get("runs"):
         lines += [""] + common.seeds_table(data["seeds"], ["de", "es", "nl"])
+        for name, command in data["seeds"].get("commands", {}).items():
+            lines += ["", f"`{name}`: `{command}`"
+                      + (f". {VARIANT_NOTES[name]}" if name in VARIANT_NOTES else "")]
     lines += ["", "Wall times are as measured in sessions where other work shared the 2 cores; "
               "see speed.md for throughput measured alone."]
     for section in SECTIONS:
