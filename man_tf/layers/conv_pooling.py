@@ -28,8 +28,8 @@ class MaskedConvPooling(keras.layers.Layer):
                              for k in self.kernel_sizes]
 
     def build(self, input_shape):
-        for conv in self.convolutions:
-            conv.build(input_shape)
+        for conv in self.convolutions:  # any length: shorter ones are padded in call
+            conv.build((None, None, input_shape[-1]))
         super().build(input_shape)
 
     def call(self, x, lengths):
@@ -39,14 +39,26 @@ class MaskedConvPooling(keras.layers.Layer):
         # reaches past its end, and it must see zeros, not the caller's padding.
         x = x * tf.sequence_mask(lengths, time, dtype=x.dtype)[:, :, None]
         x = tf.pad(x, [[0, 0], [0, tf.maximum(max_k - time, 0)], [0, 0]])
+        rows, time, dim = tf.shape(x)[0], tf.shape(x)[1], x.shape[-1]
         pooled = []
         for k, conv in zip(self.kernel_sizes, self.convolutions):
-            h = conv(x)  # [batch, windows, filters], relu >= 0
-            windows = tf.maximum(lengths - k + 1, 1)
-            valid = tf.sequence_mask(windows, tf.shape(h)[1], dtype=h.dtype)
-            # relu outputs are >= 0, so zeroing invalid windows cannot win the max
-            # unless every valid window is 0 too, in which case the max is 0 anyway.
-            pooled.append(tf.reduce_max(h * valid[:, :, None], axis=1))
+            windows = time - k + 1
+            # The convolution as one 2-D matmul over its windows (each
+            # [x_t; ...; x_t+k-1], the order of the kernel's flattened rows):
+            # on CPU, oneDNN's backward-filter convolution of these short,
+            # narrow sequences is slower than the matmul's gradient
+            # (benchmarks/results/speed.md).
+            stacked = tf.concat([x[:, j:j + windows] for j in range(k)], axis=-1)
+            kernel = tf.reshape(tf.cast(conv.kernel, x.dtype), [k * dim, self.filters])
+            h = tf.reshape(tf.matmul(tf.reshape(stacked, [-1, k * dim]), kernel),
+                           [rows, windows, self.filters])
+            # Windows that start at a real position and end at one (or the
+            # single window of a sequence shorter than k). relu and the bias
+            # are monotone, so the max over windows comes first: relu(max + b)
+            # is the max of relu(h + b) over the same windows.
+            valid = tf.sequence_mask(tf.maximum(lengths - k + 1, 1), windows)
+            best = tf.reduce_max(tf.where(valid[:, :, None], h, h.dtype.min), axis=1)
+            pooled.append(tf.nn.relu(best + tf.cast(conv.bias, x.dtype)))
         return tf.concat(pooled, axis=-1)
 
     def compute_output_shape(self, input_shape):

@@ -16,6 +16,42 @@ def test_conv_pooling_ignores_padding_and_short_sequences_work():
     assert pool(x, lengths).shape == (3, 8)
 
 
+def _conv_pooling_reference(pool, x, lengths):
+    """The pooling written as it reads: each width's Keras Conv1D (relu),
+    windows outside the sequence zeroed, max over windows."""
+    time = x.shape[1]
+    x = x * tf.sequence_mask(lengths, time, dtype=x.dtype)[:, :, None]
+    x = tf.pad(x, [[0, 0], [0, max(max(pool.kernel_sizes) - time, 0)], [0, 0]])
+    pooled = []
+    for k, conv in zip(pool.kernel_sizes, pool.convolutions):
+        h = conv(x)
+        valid = tf.sequence_mask(tf.maximum(lengths - k + 1, 1), h.shape[1], dtype=h.dtype)
+        pooled.append(tf.reduce_max(h * valid[:, :, None], axis=1))
+    return tf.concat(pooled, axis=-1)
+
+
+@pytest.mark.parametrize("time", [2, 9])
+def test_conv_pooling_matmul_equals_the_convolutions(time):
+    # The windows' matmul (what runs) against Keras' Conv1D on the same
+    # kernels: values and gradients (kernels, biases, input), sequences
+    # shorter than every kernel included.
+    pool = MaskedConvPooling(filters=6, kernel_sizes=(2, 3, 5))
+    x = tf.random.stateless_normal([5, time, 4], seed=[4, time])
+    lengths = tf.constant([time, 1, 2, time - 1, 0])
+    pool(x, lengths)
+    results = []
+    for fn in (pool, lambda x, lengths: _conv_pooling_reference(pool, x, lengths)):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = fn(x, lengths)
+            loss = tf.reduce_sum(out * tf.range(1.0, 1.0 + out.shape[-1]))
+        results.append((out.numpy(), tape.gradient(loss, [x, *pool.trainable_variables])))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5, atol=1e-5)
+    assert (results[0][0] > 0).any() and (results[0][0] == 0).any()  # both sides of relu
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_char_cnn_runs_on_real_tokens_only_and_dedup_is_exact():
     chars = tf.constant([[[3, 4, 5, 0], [3, 4, 5, 0], [6, 0, 0, 0]],
                          [[7, 8, 9, 10], [0, 0, 0, 0], [0, 0, 0, 0]]])
