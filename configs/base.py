@@ -103,6 +103,11 @@ def get_config(inputs="encoder"):
     model.char_kernel_sizes = (3, 4, 5)
     model.char_output_dim = 128          # charemb_size
     model.char_embedding_trainable = False  # fix_charemb
+    # How the char-CNN's convolutions run: "matmul" (each width one matmul
+    # over the stacked windows: faster on CPU, where oneDNN's backward-filter
+    # convolution of short words is slow; benchmarks/results/speed.md) or
+    # "conv" (Keras' Conv1D). Same weights and values; may change on resume.
+    model.char_convolution = "matmul"
     # F_s and F_p: BiLSTMs (hidden: both directions together).
     model.shared_hidden = placeholder(int)   # F_s
     model.private_hidden = placeholder(int)  # F_p

@@ -71,6 +71,7 @@ CHOICES = {
     "model.predictor_mixture": ("log_probabilities", "probabilities"),
     "model.output_layer": ("softmax", "crf"),
     "model.lstm_implementation": ("auto", "loop", "keras"),
+    "model.char_convolution": ("matmul", "conv"),
     "train.lr_schedule": LR_SCHEDULES,
     "train.discriminator_batch": ("own", "main"),
     "train.precision": ("auto", "float32", "mixed_bfloat16", "mixed_float16"),

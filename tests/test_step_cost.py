@@ -110,3 +110,20 @@ def test_packed_positions_are_row_packings(lengths):
     packing = RowPacking(tf.constant(lengths), 9)
     assert step_cost.packed_positions(np.array(lengths)) == \
         int(packing.rows) * int(packing.capacity)
+
+
+def test_timings_added_to_a_run_become_its_mean():
+    # --timing_only: a run's s/iteration and its rates follow the mean of its timings.
+    run = {"seconds_per_iteration": 0.4, "gflops_achieved": 100.0,
+           "useful_gflops_achieved": 80.0, "share_of_peak": {"bfloat16": 0.25}}
+    step_cost.add_run_seconds(run, 0.3)
+    step_cost.add_run_seconds(run, 0.5)
+    assert run["seconds_per_iteration_runs"] == [0.4, 0.3, 0.5]
+    assert run["seconds_per_iteration"] == pytest.approx(0.4)
+    step_cost.add_run_seconds(run, 0.2)
+    assert run["seconds_per_iteration"] == pytest.approx(0.35)
+    assert run["gflops_achieved"] == pytest.approx(40.0 / 0.35)
+    assert run["useful_gflops_achieved"] == pytest.approx(32.0 / 0.35)
+    assert run["share_of_peak"]["bfloat16"] == pytest.approx(0.1 / 0.35)
+    assert step_cost.seconds_text(run) == "0.350 ± 0.129 (4)"
+    assert step_cost.seconds_text({"seconds_per_iteration": 0.41}) == "0.410"

@@ -35,6 +35,12 @@ class UnitNormRows(keras.initializers.Initializer):
 # ``max_chars`` columns (benchmarks/results/speed.md).
 LENGTH_GROUPS = (8, 12)
 
+# How the convolutions run (MaskedConvPooling.windows_matmul): one matmul
+# over each width's stacked windows (faster on CPU: the input needs no
+# gradient, and oneDNN's backward-filter convolution of short words is
+# slow) or Keras' Conv1D. The same weights either way.
+CONVOLUTIONS = ("matmul", "conv")
+
 
 @keras.saving.register_keras_serializable(package="man_tf")
 class CharCNN(keras.layers.Layer):
@@ -44,11 +50,12 @@ class CharCNN(keras.layers.Layer):
     embedding ``[num_chars, embedding_dim]`` -> convolutions of widths
     ``kernel_sizes`` x ``filters`` -> max over characters -> dropout -> dense
     ``output_dim`` + relu (the authors' ``CNNSequencePooling``).
+    ``convolution``: how the convolutions run (:data:`CONVOLUTIONS`).
     """
 
     def __init__(self, num_chars, embedding_dim=128, filters=200, kernel_sizes=(3, 4, 5),
                  output_dim=128, dropout=0.5, embedding_trainable=False, unique_words=True,
-                 **kwargs):
+                 convolution="matmul", **kwargs):
         super().__init__(**kwargs)
         self.num_chars = int(num_chars)
         self.embedding_dim = int(embedding_dim)
@@ -58,11 +65,17 @@ class CharCNN(keras.layers.Layer):
         self.dropout_rate = float(dropout)
         self.embedding_trainable = bool(embedding_trainable)
         self.unique_words = bool(unique_words)
+        if convolution not in CONVOLUTIONS:
+            raise ValueError(f"convolution={convolution!r}: expected one of "
+                             f"{', '.join(CONVOLUTIONS)}")
+        self.convolution = convolution
         self.embedding = keras.layers.Embedding(
             self.num_chars, self.embedding_dim, trainable=self.embedding_trainable,
             embeddings_initializer=UnitNormRows(),
             name="char_embedding")
-        self.pooling = MaskedConvPooling(self.filters, self.kernel_sizes, name="char_convolutions")
+        self.pooling = MaskedConvPooling(self.filters, self.kernel_sizes,
+                                         windows_matmul=convolution == "matmul",
+                                         name="char_convolutions")
         self.dropout = keras.layers.Dropout(self.dropout_rate)
         self.projection = keras.layers.Dense(self.output_dim, activation="relu", name="projection")
 
@@ -125,4 +138,4 @@ class CharCNN(keras.layers.Layer):
                 "embedding_dim": self.embedding_dim, "filters": self.filters,
                 "kernel_sizes": list(self.kernel_sizes), "output_dim": self.output_dim,
                 "dropout": self.dropout_rate, "embedding_trainable": self.embedding_trainable,
-                "unique_words": self.unique_words}
+                "unique_words": self.unique_words, "convolution": self.convolution}

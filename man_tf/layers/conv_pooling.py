@@ -17,12 +17,20 @@ class MaskedConvPooling(keras.layers.Layer):
     sequence is at least ``k`` long) end at one are pooled, so padding never
     changes the result. Sequences shorter than ``k`` are zero-padded to ``k``
     and their single window is used.
+
+    ``windows_matmul``: run each width as one 2-D matmul over the stacked
+    windows instead of Keras' ``Conv1D`` (same kernels, same values: a test
+    holds both equal). Faster for the char-CNN on CPU, whose input needs no
+    gradient (oneDNN's backward-filter convolution of short words is slow);
+    slower for D, whose input gradient through the windows' slices writes a
+    zero-filled copy per window offset (benchmarks/results/speed.md).
     """
 
-    def __init__(self, filters=200, kernel_sizes=(3, 4, 5), **kwargs):
+    def __init__(self, filters=200, kernel_sizes=(3, 4, 5), windows_matmul=False, **kwargs):
         super().__init__(**kwargs)
         self.filters = int(filters)
         self.kernel_sizes = tuple(int(k) for k in kernel_sizes)
+        self.windows_matmul = bool(windows_matmul)
         self.convolutions = [keras.layers.Conv1D(self.filters, k, activation="relu",
                                                  name=f"conv{k}")
                              for k in self.kernel_sizes]
@@ -39,31 +47,38 @@ class MaskedConvPooling(keras.layers.Layer):
         # reaches past its end, and it must see zeros, not the caller's padding.
         x = x * tf.sequence_mask(lengths, time, dtype=x.dtype)[:, :, None]
         x = tf.pad(x, [[0, 0], [0, tf.maximum(max_k - time, 0)], [0, 0]])
-        rows, time, dim = tf.shape(x)[0], tf.shape(x)[1], x.shape[-1]
         pooled = []
         for k, conv in zip(self.kernel_sizes, self.convolutions):
-            windows = time - k + 1
-            # The convolution as one 2-D matmul over its windows (each
-            # [x_t; ...; x_t+k-1], the order of the kernel's flattened rows):
-            # on CPU, oneDNN's backward-filter convolution of these short,
-            # narrow sequences is slower than the matmul's gradient
-            # (benchmarks/results/speed.md).
-            stacked = tf.concat([x[:, j:j + windows] for j in range(k)], axis=-1)
-            kernel = tf.reshape(tf.cast(conv.kernel, x.dtype), [k * dim, self.filters])
-            h = tf.reshape(tf.matmul(tf.reshape(stacked, [-1, k * dim]), kernel),
-                           [rows, windows, self.filters])
-            # Windows that start at a real position and end at one (or the
-            # single window of a sequence shorter than k). relu and the bias
-            # are monotone, so the max over windows comes first: relu(max + b)
-            # is the max of relu(h + b) over the same windows.
-            valid = tf.sequence_mask(tf.maximum(lengths - k + 1, 1), windows)
-            best = tf.reduce_max(tf.where(valid[:, :, None], h, h.dtype.min), axis=1)
-            pooled.append(tf.nn.relu(best + tf.cast(conv.bias, x.dtype)))
+            if not self.windows_matmul:
+                h = conv(x)  # [batch, windows, filters], relu >= 0
+                valid = tf.sequence_mask(tf.maximum(lengths - k + 1, 1), tf.shape(h)[1],
+                                         dtype=h.dtype)
+                # relu outputs are >= 0, so zeroing invalid windows cannot win the max
+                # unless every valid window is 0 too, in which case the max is 0 anyway.
+                pooled.append(tf.reduce_max(h * valid[:, :, None], axis=1))
+            else:
+                pooled.append(self._windows_matmul(x, lengths, k, conv))
         return tf.concat(pooled, axis=-1)
+
+    def _windows_matmul(self, x, lengths, k, conv):
+        rows, time, dim = tf.shape(x)[0], tf.shape(x)[1], x.shape[-1]
+        windows = time - k + 1
+        # Each window [x_t; ...; x_t+k-1], the order of the kernel's flattened rows.
+        stacked = tf.concat([x[:, j:j + windows] for j in range(k)], axis=-1)
+        kernel = tf.reshape(tf.cast(conv.kernel, x.dtype), [k * dim, self.filters])
+        h = tf.reshape(tf.matmul(tf.reshape(stacked, [-1, k * dim]), kernel),
+                       [rows, windows, self.filters])
+        # Windows that start at a real position and end at one (or the single
+        # window of a sequence shorter than k). relu and the bias are
+        # monotone, so the max over windows comes first: relu(max + b) is the
+        # max of relu(h + b) over the same windows.
+        valid = tf.sequence_mask(tf.maximum(lengths - k + 1, 1), windows)
+        best = tf.reduce_max(tf.where(valid[:, :, None], h, h.dtype.min), axis=1)
+        return tf.nn.relu(best + tf.cast(conv.bias, x.dtype))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.filters * len(self.kernel_sizes))
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,
-                "kernel_sizes": list(self.kernel_sizes)}
+                "kernel_sizes": list(self.kernel_sizes), "windows_matmul": self.windows_matmul}

@@ -44,7 +44,8 @@ class Backbone(keras.layers.Layer):
                  unk_replacement, use_char_cnn, char_embedding_dim, char_filters,
                  char_kernel_sizes, char_output_dim, char_embedding_trainable, shared_hidden,
                  private_hidden, lstm_layers, use_private, dropout, word_dropout,
-                 lstm_implementation="auto", word_features=None, pack_rows=True, **kwargs):
+                 lstm_implementation="auto", word_features=None, pack_rows=True,
+                 char_convolution="matmul", **kwargs):
         super().__init__(**kwargs)
         self.num_words, self.num_chars = int(num_words), int(num_chars)
         self.word_block_starts = tuple(int(b) for b in word_block_starts)
@@ -57,6 +58,7 @@ class Backbone(keras.layers.Layer):
         self.char_kernel_sizes = tuple(int(k) for k in char_kernel_sizes)
         self.char_output_dim = int(char_output_dim)
         self.char_embedding_trainable = bool(char_embedding_trainable)
+        self.char_convolution = char_convolution
         self.shared_hidden, self.private_hidden = int(shared_hidden), int(private_hidden)
         self.lstm_layers, self.use_private = int(lstm_layers), bool(use_private)
         self.dropout, self.word_dropout = float(dropout), float(word_dropout)
@@ -81,7 +83,7 @@ class Backbone(keras.layers.Layer):
             self.char_cnn = CharCNN(self.num_chars, self.char_embedding_dim, self.char_filters,
                                     self.char_kernel_sizes, self.char_output_dim, self.dropout,
                                     self.char_embedding_trainable, self.unique_char_words,
-                                    name="char_cnn")
+                                    convolution=self.char_convolution, name="char_cnn")
             self.input_dim += self.char_output_dim
         self.shared_encoder = BiLSTMEncoder(self.shared_hidden, self.lstm_layers, self.dropout,
                                             self.word_dropout, self.lstm_implementation,
@@ -167,6 +169,7 @@ class Backbone(keras.layers.Layer):
                   "char_kernel_sizes": list(self.char_kernel_sizes),
                   "char_output_dim": self.char_output_dim,
                   "char_embedding_trainable": self.char_embedding_trainable,
+                  "char_convolution": self.char_convolution,
                   "shared_hidden": self.shared_hidden, "private_hidden": self.private_hidden,
                   "lstm_implementation": self.lstm_implementation, "pack_rows": self.pack_rows,
                   "lstm_layers": self.lstm_layers, "use_private": self.use_private,

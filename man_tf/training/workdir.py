@@ -37,6 +37,8 @@ RESUMABLE_CHANGES = (
     "train.jit_compile", "train.deterministic", "data.feature_cache",
     # The BiLSTMs' kernels (loop or Keras'/cuDNN's): the same weights.
     "model.lstm_implementation",
+    # The char-CNN's convolutions (one matmul over windows, or Conv1D): the same weights.
+    "model.char_convolution",
     # Self-training rounds after a finished run: they do not touch the run's
     # own model, and each student's workdir checks its own settings.
     "self_training.rounds", "self_training.steps", "self_training.weight")

@@ -32,10 +32,10 @@ def _conv_pooling_reference(pool, x, lengths):
 
 @pytest.mark.parametrize("time", [2, 9])
 def test_conv_pooling_matmul_equals_the_convolutions(time):
-    # The windows' matmul (what runs) against Keras' Conv1D on the same
+    # The windows' matmul (the char-CNN's) against Keras' Conv1D on the same
     # kernels: values and gradients (kernels, biases, input), sequences
     # shorter than every kernel included.
-    pool = MaskedConvPooling(filters=6, kernel_sizes=(2, 3, 5))
+    pool = MaskedConvPooling(filters=6, kernel_sizes=(2, 3, 5), windows_matmul=True)
     x = tf.random.stateless_normal([5, time, 4], seed=[4, time])
     lengths = tf.constant([time, 1, 2, time - 1, 0])
     pool(x, lengths)
@@ -66,7 +66,7 @@ def test_char_cnn_runs_on_real_tokens_only_and_dedup_is_exact():
     assert (out[1, 1:].numpy() == 0).all()
 
 
-def test_char_cnn_length_groups_equal_the_full_width():
+def test_char_cnn_length_groups_and_matmul_equal_conv1d_over_the_full_width():
     # Words of every length 1..20 (all three length groups) among padding,
     # against the same weights convolved over all 20 columns.
     rng = np.random.default_rng(3)
@@ -76,7 +76,9 @@ def test_char_cnn_length_groups_equal_the_full_width():
         chars[i // 10, i % 10, :n] = rng.integers(1, 30, n)
     token_mask = tf.constant(rng.random([4, 10]) < 0.9)
     grouped = CharCNN(30, 6, 5, (3, 4, 5), 7, dropout=0.0, unique_words=True)
-    full = CharCNN(30, 6, 5, (3, 4, 5), 7, dropout=0.0, unique_words=False)
+    # The reference runs Keras' Conv1D over the full width: the windows'
+    # matmul (the default) and the length groups both checked against it.
+    full = CharCNN(30, 6, 5, (3, 4, 5), 7, dropout=0.0, unique_words=False, convolution="conv")
     chars = tf.constant(chars)
     grouped(chars, token_mask)
     full(chars, token_mask)
