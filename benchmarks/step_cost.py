@@ -555,8 +555,10 @@ def main():
     import tensorflow as tf
 
     config, trainer, stream, data, tags = build(args.set)
+    step = trainer.make_train_function()
+    iterator = iter(stream)
     if args.timing_only:
-        add_timing(args, timed_seconds(trainer, stream, args.warmup, args.timed_steps))
+        add_timing(args, timed_seconds(step, iterator, args.warmup, args.timed_steps))
         return
     model = trainer.man_moe
     precision = config.train.precision if config.train.precision != "auto" else \
@@ -600,9 +602,9 @@ def main():
         for name, value in elementwise_estimate(shapes, m, params).items():
             elementwise[name] += value / len(per_batch)
 
-    seconds = timed_seconds(trainer, stream, args.warmup, args.timed_steps)
-    step = trainer.make_train_function()
-    iterator = iter(stream)
+    # The profile below goes on with the same iterator: a new one would
+    # fill its shuffle and prefetch buffers inside the profiled steps.
+    seconds = timed_seconds(step, iterator, args.warmup, args.timed_steps)
 
     from xprof.convert import raw_to_tool_data
 
@@ -661,10 +663,8 @@ def main():
     save(stored)
 
 
-def timed_seconds(trainer, stream, warmup, steps):
+def timed_seconds(step, iterator, warmup, steps):
     """Wall seconds per training iteration: ``steps`` after ``warmup``, no profiler."""
-    step = trainer.make_train_function()
-    iterator = iter(stream)
     for _ in range(warmup):
         step(iterator)
     start = time.perf_counter()
