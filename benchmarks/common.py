@@ -50,6 +50,19 @@ def git_commit():
         return "unknown"
 
 
+def code_commit():
+    """The last commit that changed the code (man_tf, configs, the
+    benchmarks' scripts; not their results): two timings of one code agree
+    on it across commits of results and docs."""
+    try:
+        return subprocess.run(
+            ["git", "log", "-1", "--format=%h", "--", "man_tf", "configs", "benchmarks",
+             ":(exclude)benchmarks/results"], cwd=ROOT, capture_output=True, text=True,
+            check=True).stdout.strip() or "unknown"
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def load(name):
     path = os.path.join(RESULTS, name)
     if not os.path.exists(path):

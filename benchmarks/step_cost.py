@@ -34,7 +34,8 @@ processes minutes apart, so one timing cannot tell a 5% cut: ``--timing_only``
 times a stored label's config again, in a new process (run it alternately
 with the label compared), appends the timing to the label's
 ``seconds_per_iteration_runs`` and stores their mean as its s/iteration
-(the code must be the label's commit).
+(the code must be the label's: ``common.code_commit``, the last commit
+that changed man_tf, configs or the benchmarks' scripts).
 
 Writes ``benchmarks/results/step_cost.json`` (one entry per ``--label``, so
 a "before" and an "after" sit side by side) and the FLOP table in
@@ -655,7 +656,8 @@ def main():
         "mean_time_steps": mean_shape, "parameters": params,
         "batches_counted": args.batches, "steps_profiled": args.steps,
         "command": "python benchmarks/step_cost.py " + " ".join(sys.argv[1:]),
-        "date": common.today(), "commit": common.git_commit(), "machine": common.machine(),
+        "date": common.today(), "commit": common.git_commit(), "code_commit": common.code_commit(),
+        "machine": common.machine(),
     }
     print(json.dumps(result, indent=1))
     stored = common.load("step_cost.json") or {"runs": {}}
@@ -681,9 +683,10 @@ def add_timing(args, seconds):
         raise SystemExit(f"--timing_only: no stored run {args.label!r} in "
                          f"benchmarks/results/step_cost.json (run it without --timing_only)")
     run = stored["runs"][args.label]
-    if run["commit"] != common.git_commit() or run["overrides"] != args.set:
-        raise SystemExit(f"--timing_only: {args.label!r} ran commit {run['commit']} with "
-                         f"--set {run['overrides']}; this is {common.git_commit()} with "
+    code = run.get("code_commit", run["commit"])
+    if code != common.code_commit() or run["overrides"] != args.set:
+        raise SystemExit(f"--timing_only: {args.label!r} ran the code of commit {code} with "
+                         f"--set {run['overrides']}; this is {common.code_commit()} with "
                          f"{args.set}: time it under a new label")
     add_run_seconds(run, seconds)
     print(f"{args.label}: {seconds:.3f} s/iteration; mean of "
