@@ -104,8 +104,8 @@ def get_config(inputs="encoder"):
     model.char_output_dim = 128          # charemb_size
     model.char_embedding_trainable = False  # fix_charemb
     # How the char-CNN's convolutions run: "matmul" (each width one matmul
-    # over the stacked windows: faster on CPU, where oneDNN's backward-filter
-    # convolution of short words is slow; benchmarks/results/speed.md) or
+    # over the stacked windows: less CPU work, oneDNN's backward-filter
+    # convolution of short words being slow; benchmarks/results/speed.md) or
     # "conv" (Keras' Conv1D). Same weights and values; may change on resume.
     model.char_convolution = "matmul"
     # F_s and F_p: BiLSTMs (hidden: both directions together).
