@@ -36,10 +36,10 @@ class UnitNormRows(keras.initializers.Initializer):
 LENGTH_GROUPS = (8, 12)
 
 # How the convolutions run (MaskedConvPooling.windows_matmul): one matmul
-# over each width's stacked windows (29% less op time on CPU: the input
-# needs no gradient, and oneDNN's backward-filter convolution of short
-# words is slow; the wall time gain is inside the noise on 2 cores) or
-# Keras' Conv1D. The same weights either way.
+# over each width's stacked windows (less op time on CPU: the input needs
+# no gradient, and oneDNN's backward-filter convolution of short words is
+# slow; measured in benchmarks/results/speed.md) or Keras' Conv1D. The
+# same weights either way.
 CONVOLUTIONS = ("matmul", "conv")
 
 

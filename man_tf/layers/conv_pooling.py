@@ -20,7 +20,7 @@ class MaskedConvPooling(keras.layers.Layer):
 
     ``windows_matmul``: run each width as one 2-D matmul over the stacked
     windows instead of Keras' ``Conv1D`` (same kernels, same values: a test
-    holds both equal). Less op time for the char-CNN on CPU (-29%), whose
+    holds both equal). Less op time for the char-CNN on CPU, whose
     input needs no gradient (oneDNN's backward-filter convolution of short
     words is slow); more for D, whose input gradient through the windows'
     slices writes a zero-filled copy per window offset
