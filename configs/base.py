@@ -183,9 +183,8 @@ def get_config(inputs="encoder"):
     # fresh weights) learns the sources' labels and the teacher's label
     # distributions on the target's text; the best of teacher and students
     # by target dev score is served. Off by default: a round doubles the
-    # training time and gained nothing measurable over seeds on CoNLL (test
-    # -0.04 selected, -0.26 the student alone, 6 teacher-student pairs:
-    # benchmarks/results/conll_transfer_analysis.md, section 5).
+    # training time and gained nothing measurable over seeds on CoNLL
+    # (benchmarks/results/conll_transfer_analysis.md, section 5).
     self_training = config.self_training = ml_collections.ConfigDict()
     self_training.rounds = 0             # 0: none
     self_training.steps = 0              # a student's iterations (0: train.steps)
