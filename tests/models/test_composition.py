@@ -125,3 +125,16 @@ def test_the_parts_work_alone():
     np.testing.assert_allclose(tape.gradient(reversed_, out["shared"]).numpy(),
                                -0.25 * tape.gradient(plain, out["shared"]).numpy(), rtol=1e-5,
                                atol=1e-7)
+
+
+def test_the_settings_choices_are_the_layers_own():
+    """man_tf.settings checks a config without importing TensorFlow, so it
+    repeats the layers' lists of implementations; they must not drift apart
+    (a value the check lets through would fail later, inside the layer)."""
+    from man_tf.layers import bilstm, char_cnn
+    from man_tf.models.head import TokenHead
+    from man_tf.settings import CHOICES
+
+    assert CHOICES["model.lstm_implementation"] == bilstm.IMPLEMENTATIONS
+    assert CHOICES["model.char_convolution"] == char_cnn.CONVOLUTIONS
+    assert CHOICES["model.output_layer"] == TokenHead.OUTPUT_LAYERS
