@@ -196,7 +196,11 @@ def main():
         with common.locked_results("amazon_3to1.json", empty) as root:
             data = root.setdefault(args.section, empty()) if args.section else root
             old = data.get("config", {})
-            if old and (old.get("steps"), old.get("embeddings")) != (args.steps, embeddings_text):
+            if args.seeds:
+                # Seed runs fill their own section; the main table's command,
+                # machine, date and commit describe the main table's runs.
+                update(data)
+            elif old and (old.get("steps"), old.get("embeddings")) != (args.steps, embeddings_text):
                 # A new budget or embedding starts a new table; the old one is kept
                 # under other_settings, and throughput does not depend on it.
                 previous = {key: data[key] for key in ("command", "config", "results",
@@ -215,8 +219,9 @@ def main():
                     data["throughput"] = throughput
                 if others:
                     data["other_settings"] = others
-            data.update(header)
-            update(data)
+            if not args.seeds:
+                data.update(header)
+                update(data)
             with open(os.path.join(common.RESULTS, "amazon_3to1.md"), "w",
                       encoding="utf-8") as f:
                 f.write(table(root))
@@ -312,7 +317,8 @@ def run_seeds(args, merge, suffix, interval, embedding_flags):
                          *embedding_flags], workdir, args.steps)
                     entry = {"seed": seed, "dev_acc": result["dev_acc"],
                              "test_acc": result["test_acc"], "best_step": result["best_step"],
-                             "wall_time_s": wall}
+                             "wall_time_s": wall, "commit": common.git_commit(),
+                             "date": common.today()}
 
                     def update(data, variant=variant, cell=f"{domain}-{target}", entry=entry):
                         seeds = data.setdefault("seeds", {})
