@@ -196,11 +196,9 @@ def main():
         with common.locked_results("amazon_3to1.json", empty) as root:
             data = root.setdefault(args.section, empty()) if args.section else root
             old = data.get("config", {})
-            if args.seeds:
-                # Seed runs fill their own section; the main table's command,
-                # machine, date and commit describe the main table's runs.
-                update(data)
-            elif old and (old.get("steps"), old.get("embeddings")) != (args.steps, embeddings_text):
+            # Seed runs fill their own section; the main table's command,
+            # machine, date and commit describe the main table's runs.
+            if not args.seeds and old and (old.get("steps"), old.get("embeddings")) != (args.steps, embeddings_text):
                 # A new budget or embedding starts a new table; the old one is kept
                 # under other_settings, and throughput does not depend on it.
                 previous = {key: data[key] for key in ("command", "config", "results",
@@ -221,7 +219,7 @@ def main():
                     data["other_settings"] = others
             if not args.seeds:
                 data.update(header)
-                update(data)
+            update(data)
             with open(os.path.join(common.RESULTS, "amazon_3to1.md"), "w",
                       encoding="utf-8") as f:
                 f.write(table(root))
