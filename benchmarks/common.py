@@ -176,6 +176,11 @@ def mean_sd(values):
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def _sd(sd, n):
+    """`` ± sd`` for two or more runs; nothing for one (a single run has no spread)."""
+    return f" ± {sd:.2f}" if n > 1 else ""
+
+
 def seeds_table(seeds, cells, metric="f1", baseline="concat_bilstm", model="man_moe"):
     """Markdown lines for a results file's ``"seeds"`` section: each
     variant's mean ± sd over seeds per cell and over cells, and the paired
@@ -195,13 +200,14 @@ def seeds_table(seeds, cells, metric="f1", baseline="concat_bilstm", model="man_
             if results:
                 (m, s), (dm, _) = mean_sd(r[test] for r in results), \
                     mean_sd(r[dev] for r in results)
-                row.append(f"{m:.2f} ± {s:.2f} [{dm:.2f}] (n={len(results)})")
+                row.append(f"{m:.2f}{_sd(s, len(results))} [{dm:.2f}] (n={len(results)})")
             else:
                 row.append("—")
         complete = _seeds_in_every_cell(by_cell, cells)
         overall = [sum(_by_seed(by_cell, cell)[s][test] for cell in cells) / len(cells)
                    for s in complete]
-        row.append(f"{mean_sd(overall)[0]:.2f} ± {mean_sd(overall)[1]:.2f} (n={len(overall)})"
+        row.append(f"{mean_sd(overall)[0]:.2f}{_sd(mean_sd(overall)[1], len(overall))} "
+                   f"(n={len(overall)})"
                    if overall else "—")
         lines.append(f"| {variant} | " + " | ".join(row) + " |")
     # (title, model runs, runs it is compared with, by cell)
@@ -228,7 +234,7 @@ def seeds_table(seeds, cells, metric="f1", baseline="concat_bilstm", model="man_
                 diffs = [a[s][test] - b[s][test] for s in shared]
                 dev_diffs = [a[s][dev] - b[s][dev] for s in shared]
                 m, sd = mean_sd(diffs)
-                row.append(f"{m:+.2f} ± {sd:.2f} [{mean_sd(dev_diffs)[0]:+.2f}] "
+                row.append(f"{m:+.2f}{_sd(sd, len(shared))} [{mean_sd(dev_diffs)[0]:+.2f}] "
                            f"(n={len(shared)})")
             else:
                 row.append("—")
@@ -241,7 +247,7 @@ def seeds_table(seeds, cells, metric="f1", baseline="concat_bilstm", model="man_
             overall_dev.append(sum(_by_seed(a_runs, c)[s][dev]
                                    - _by_seed(b_runs, c)[s][dev] for c in cells)
                                / len(cells))
-        row.append(f"{mean_sd(overall)[0]:+.2f} ± {mean_sd(overall)[1]:.2f} "
+        row.append(f"{mean_sd(overall)[0]:+.2f}{_sd(mean_sd(overall)[1], len(overall))} "
                    f"[{mean_sd(overall_dev)[0]:+.2f}] (n={len(overall)})" if overall else "—")
         lines.append("| difference | " + " | ".join(row) + " |")
     return lines

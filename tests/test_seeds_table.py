@@ -39,8 +39,10 @@ def test_paired_differences_by_seed():
         "+1.25 ± 2.47 [+1.25] (n=2) |")
     # against its own teacher, not against the plain man_moe runs; es has seed 1 only
     assert _table(lines, "man_moe (self_training) minus its teacher") == (
-        "| difference | +1.50 ± 0.00 [+1.50] (n=2) | +1.50 ± 0.00 [+1.50] (n=1) | "
-        "+1.50 ± 0.00 [+1.50] (n=1) |")
+        "| difference | +1.50 ± 0.00 [+1.50] (n=2) | +1.50 [+1.50] (n=1) | "
+        "+1.50 [+1.50] (n=1) |")
     assert _table(lines, "man_moe (wide) minus man_moe") == (
-        "| difference | +4.00 ± 0.00 [+4.00] (n=1) | — | — |")
+        "| difference | +4.00 [+4.00] (n=1) | — | — |")
     assert not any("self_training) minus man_moe " in line for line in lines)
+    # one run has no spread to show: no "± 0.00" beside it
+    assert "| man_moe (wide) | 64.00 [74.00] (n=1) | — | — |" in lines
