@@ -13,6 +13,7 @@ benchmarks/results/amazon_3to1.json and amazon_3to1.md.
 
 import argparse
 import os
+import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -111,6 +112,16 @@ def table(data, title="# Webis-CLS-10 cross-lingual sentiment, 3 sources -> 1 ta
                                  f"test {r['test_acc']:.2f}")
     if data.get("seeds", {}).get("runs"):
         lines += [""] + common.seeds_table(data["seeds"], CELLS, metric="acc")
+        for name, by_cell in data["seeds"]["runs"].items():
+            flags = sorted({" ".join(f"--extra={f}" for f in r.get("flags", []))
+                            for runs in by_cell.values() for r in runs})
+            if " (" in name:
+                lines += ["", f"`{name}`: the seeds command with `--label="
+                          f"{name.split(' (')[1].rstrip(')')}` "
+                          + "; ".join(f"`{f}`" for f in flags)
+                          + (" (the teacher: the plain seed run's workdir, copied in)"
+                             if any("teacher" in r for runs in by_cell.values() for r in runs)
+                             else "") + "."]
     lines += ["", f"Paper: {PAPER_NOTE}.", "", "Deviations:"]
     lines += [f"- {d}" for d in data["deviations"]]
     text = "\n".join(lines) + "\n"
@@ -142,8 +153,15 @@ def main():
                         help="comma-separated seeds: run every cell with each seed under the "
                              "current defaults, into the section's \"seeds\" (workdirs "
                              "<variant>-<domain>-<target>[-encoder]-<defaults>-seed<N>)")
+    parser.add_argument("--extra", action="append", default=[],
+                        help="with --seeds and --label: extra --config.* flags for every run")
+    parser.add_argument("--label", default="",
+                        help="with --seeds: store the runs as the variant \"<variant> "
+                             "(<label>)\" (other flags, --extra), workdirs named by it too")
     parser.add_argument("--workroot", default=os.path.join(common.ROOT, "workdirs", "amazon_3to1"))
     args = parser.parse_args()
+    if (args.extra or args.label) and not (args.seeds and args.label):
+        parser.error("--extra and --label go together, with --seeds")
     embedding_flags, suffix = [], ""
     embeddings_text = ("learned word vectors, one table shared by all languages (the config's "
                        "default); no character CNN; no VecMap/MUSE vectors on this machine")
@@ -306,19 +324,36 @@ def run_seeds(args, merge, suffix, interval, embedding_flags):
         for target in args.targets.split(","):
             for variant in filter(None, args.variants.split(",")):
                 for seed in map(int, args.seeds.split(",")):
-                    workdir = os.path.join(args.workroot, f"{variant}-{domain}-{target}{suffix}"
+                    label = "-".join(p for p in (args.label, SEED_DEFAULTS, f"seed{seed}") if p)
+                    workdir = os.path.join(args.workroot,
+                                           f"{variant}-{domain}-{target}{suffix}-{label}")
+                    teacher = os.path.join(args.workroot, f"{variant}-{domain}-{target}{suffix}"
                                                           f"-{SEED_DEFAULTS}-seed{seed}")
+                    if (any("self_training.rounds" in flag for flag in args.extra)
+                            and not os.path.exists(workdir)
+                            and os.path.exists(os.path.join(teacher, "results.json"))):
+                        # The plain seed run is the first teacher: copied, it is not
+                        # trained again, and "minus its teacher" pairs the same run.
+                        shutil.copytree(teacher, workdir,
+                                        ignore=shutil.ignore_patterns("student-*"))
                     result, wall = common.run_training(
                         f"configs/amazon_cls.py:{inputs}",
                         [f"--config.domain={domain}", f"--config.target={target}",
                          f"--config.seed={seed}", *VARIANTS[variant], *interval,
-                         *embedding_flags], workdir, args.steps)
+                         *embedding_flags, *args.extra], workdir, args.steps)
                     entry = {"seed": seed, "dev_acc": result["dev_acc"],
                              "test_acc": result["test_acc"], "best_step": result["best_step"],
                              "wall_time_s": wall, "commit": common.git_commit(),
                              "date": common.today()}
+                    if args.label:
+                        entry["flags"] = args.extra
+                    if "teacher" in result:  # self-training: the teacher and each round too
+                        entry["teacher"] = result["teacher"]
+                        entry["self_training"] = result["self_training"]
+                    # A labeled run (other flags) is a variant of its own: "man_moe (label)".
+                    name = f"{variant} ({args.label})" if args.label else variant
 
-                    def update(data, variant=variant, cell=f"{domain}-{target}", entry=entry):
+                    def update(data, variant=name, cell=f"{domain}-{target}", entry=entry):
                         seeds = data.setdefault("seeds", {})
                         if (seeds.get("steps"), seeds.get("defaults")) != \
                                 (args.steps, SEED_DEFAULTS):
@@ -335,7 +370,7 @@ def run_seeds(args, merge, suffix, interval, embedding_flags):
                         runs.sort(key=lambda r: r["seed"])
 
                     merge(update)
-                    print("seed", seed, variant, domain, target, entry, flush=True)
+                    print("seed", seed, name, domain, target, entry, flush=True)
 
 
 def bench_config(domain, target, embeddings=""):
