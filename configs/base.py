@@ -60,6 +60,7 @@ def get_config(inputs="encoder"):
     data.buckets = placeholder(tuple)   # bucket boundaries, in tokens
     data.feature_cache = ""             # encoder feature cache folder ("" = <workdir>/features)
     data.dev_from_train = 0             # target dev inputs cut from its train file (0: none)
+    data.dev_seed = -1                  # that cut's seed (-1: config.seed; students keep the teacher's)
 
     model = config.model = ml_collections.ConfigDict()
     # Inputs: word vectors, a pretrained encoder's word features, characters.

@@ -90,7 +90,7 @@ COUNTS = {
                                        "discriminator_hidden", "discriminator_layers")},
     "model.predictor_hidden": 0,
     "data.max_length": 0, "data.max_chars": 1, "data.min_count": 1,
-    "data.embeddings_max_words": 1, "data.dev_from_train": 0,
+    "data.embeddings_max_words": 1, "data.dev_from_train": 0, "data.dev_seed": -1,
     "train.discriminator_steps": 0, "train.num_cpu_devices": 0,
     "self_training.rounds": 0, "self_training.steps": 0,
 }

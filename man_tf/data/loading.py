@@ -63,6 +63,13 @@ def read_files(task, paths, labeled, encoding):
     return [s for path in paths.split(",") for s in task.read(path, labeled, encoding)]
 
 
+def dev_seed(config):
+    """The seed of the target's dev cut (``data.dev_seed``; -1: ``config.seed``).
+    Workdirs written before the field existed read as -1."""
+    seed = config.data.get("dev_seed", -1)
+    return config.seed if seed == -1 else seed
+
+
 def _cut_dev(documents, size, seed):
     """A balanced, seeded sample of ``size`` labeled documents (the target's
     dev set for classification)."""
@@ -118,7 +125,7 @@ def load_data(config, task, splits=("train", "dev", "test")):
             # The authors' protocol: dev = reviews cut from the target's train
             # file (those reviews are never trained on with their labels).
             data.dev[lang] = _cut_dev(read(data_path(config, lang, "train"), True),
-                                      config.data.dev_from_train, config.seed)
+                                      config.data.dev_from_train, dev_seed(config))
     if "train" in splits:
         task.check_training_labels(data)
     return data

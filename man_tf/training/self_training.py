@@ -47,9 +47,14 @@ def student_dir(workdir, round_):
 
 def student_config(config, workdir, round_):
     """The student's config: the run's, with its own seed, its step budget,
-    no rounds of its own, and the teacher's encoder feature cache."""
+    no rounds of its own, the teacher's dev cut and encoder feature cache."""
     student = copy.deepcopy(config)
     student.seed = config.seed + round_
+    if config.data.dev_from_train:
+        # Selected against its teacher on the same dev reviews: a dev set
+        # cut from the target's train file keeps the teacher's seed.
+        from man_tf.data import loading
+        student.data.dev_seed = loading.dev_seed(config)
     student.self_training.rounds = 0
     if config.self_training.steps:
         student.train.steps = config.self_training.steps

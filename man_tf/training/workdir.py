@@ -46,7 +46,7 @@ RESUMABLE_CHANGES = (
 
 # Fields added after workdirs were written, with the value an older workdir
 # (which lacks them) was trained under.
-ADDED_FIELDS = {"train.discriminator_batch": "own"}
+ADDED_FIELDS = {"train.discriminator_batch": "own", "data.dev_seed": -1}
 
 
 class WorkdirMismatch(ValueError):

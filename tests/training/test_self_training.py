@@ -172,3 +172,30 @@ def test_the_selected_student_is_evaluated_and_served(self_trained, tmp_path):
                  for block in open(output + ".conll", encoding="utf-8").read().split("\n\n")
                  if block.strip()]
     assert tags == evaluated and all(map(valid_bio, tags))
+
+
+def test_a_student_is_selected_on_its_teachers_dev_cut(tmp_path):
+    """Webis-CLS-10 cuts the target's dev reviews from its train file, seeded:
+    a student (seed + round) must be scored on its teacher's reviews, or the
+    teacher-student selection compares two different dev sets."""
+    from man_tf.config_files import load_config_file
+    from man_tf.data import loading
+    from man_tf.tasks import task_of
+    from tests.conftest import SHARED_DATA
+
+    config = load_config_file("amazon_cls:words")
+    config.data.root = os.path.join(SHARED_DATA, "webis-cls-10")
+    if not os.path.isdir(config.data.root):
+        pytest.skip(f"real data not found at {config.data.root}")
+    config.seed = 3
+    task = task_of(config)
+
+    def dev(c):
+        return [d.source for d in loading.load_data(c, task, splits=("dev",)).dev["de"]]
+
+    student = self_training.student_config(config, str(tmp_path), 1)
+    assert student.seed == 4 and len(dev(config)) == 400
+    assert dev(student) == dev(config)
+    other = self_training.student_config(config, str(tmp_path), 1)
+    other.data.dev_seed = -1  # the student's own seed: another sample
+    assert dev(other) != dev(config)
