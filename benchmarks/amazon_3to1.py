@@ -195,9 +195,9 @@ def main():
                    "steps": args.steps,
                    "eval_every": args.eval_every or 250,
                    "embeddings": embeddings_text,
-                   "dev": "400 reviews (balanced, seeded) cut from the target's train file; "
-                          "the other 1,600 are its unlabeled text together with the other "
-                          "domains' train reviews"},
+                   "dev": "400 reviews (balanced, seeded by config.seed) cut from the "
+                          "target's train file; the unlabeled text is every domain's train "
+                          "reviews of each language, those 400 included, labels unread"},
         "deviations": [
             f"{args.steps} iterations per run (authors: 30 epochs of about 125 iterations)",
             embeddings_text + " instead of the authors' fixed VecMap embeddings",
