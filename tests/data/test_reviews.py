@@ -68,3 +68,29 @@ def test_labeled_text(write):
         read_labeled_text(write("t.tsv", "meh\tok\n"))
     with pytest.raises(DataError, match=r"t\.tsv:1: expected 'label<TAB>text'"):
         read_labeled_text(write("t.tsv", "no tab here\n"))
+
+
+def test_the_in_language_check_never_trains_on_its_dev_reviews():
+    """configs/amazon_in_language.py: one language is source and, under a
+    second name, target; its dev reviews, cut from the train file both read,
+    are left out of the source's labeled reviews."""
+    if not os.path.isdir(WEBIS):
+        pytest.skip(f"real data not found at {WEBIS}")
+    from man_tf.config_files import load_config_file
+    from man_tf.data import loading
+    from man_tf.tasks import task_of
+
+    config = load_config_file("amazon_in_language:jp")
+    config.data.root, config.domain = WEBIS, "dvd"
+    assert (config.sources, config.target) == (("jp",), "jp_self")
+    assert "jp_self" in config.model.encoder_joined_languages
+    data = loading.load_data(config, task_of(config), splits=("train", "dev"))
+    dev = {s.source for s in data.dev["jp_self"]}
+    train = {s.source for s in data.labeled["jp"]}
+    assert len(dev) == 400 and len(train) == 1600 and not dev & train
+    assert len(data.unlabeled["jp_self"]) == 6000  # every domain's train text, labels unread
+    # A source reading another file keeps every review (the 3->1 setting).
+    config = load_config_file("amazon_cls:encoder")
+    config.data.root, config.domain, config.target = WEBIS, "dvd", "jp"
+    data = loading.load_data(config, task_of(config), splits=("train", "dev"))
+    assert all(len(sentences) == 2000 for sentences in data.labeled.values())
