@@ -122,6 +122,16 @@ def table(data, title="# Webis-CLS-10 cross-lingual sentiment, 3 sources -> 1 ta
                           + (" (the teacher: the plain seed run's workdir, copied in)"
                              if any("teacher" in r for runs in by_cell.values() for r in runs)
                              else "") + "."]
+    if data.get("in_language"):
+        lines += ["", "In-language check (`configs/amazon_in_language.py`: trained on 1,600 "
+                  "of the language's train reviews of the domain, best checkpoint by the other "
+                  "400, scored on its test reviews; the model and budget otherwise as above):",
+                  "", "| variant | domain-language | dev acc | test acc | best step | "
+                  "iterations | command |", "|---|---|---|---|---|---|---|"]
+        for variant, cells in data["in_language"].items():
+            for cell, r in sorted(cells.items()):
+                lines.append(f"| {variant} | {cell} | {r['dev_acc']:.2f} | {r['test_acc']:.2f} "
+                             f"| {r['best_step']} | {r['steps']} | `{r['command']}` |")
     lines += ["", f"Paper: {PAPER_NOTE}.", "", "Deviations:"]
     lines += [f"- {d}" for d in data["deviations"]]
     text = "\n".join(lines) + "\n"
@@ -153,6 +163,11 @@ def main():
                         help="comma-separated seeds: run every cell with each seed under the "
                              "current defaults, into the section's \"seeds\" (workdirs "
                              "<variant>-<domain>-<target>[-encoder]-<defaults>-seed<N>)")
+    parser.add_argument("--in_language", default="",
+                        help="comma-separated languages (e.g. jp): instead of the 3->1 cells, "
+                             "train and test each on itself for --domains "
+                             "(configs/amazon_in_language.py), into the section's "
+                             "\"in_language\"")
     parser.add_argument("--extra", action="append", default=[],
                         help="with --seeds and --label: extra --config.* flags for every run")
     parser.add_argument("--label", default="",
@@ -214,9 +229,11 @@ def main():
         with common.locked_results("amazon_3to1.json", empty) as root:
             data = root.setdefault(args.section, empty()) if args.section else root
             old = data.get("config", {})
-            # Seed runs fill their own section; the main table's command,
-            # machine, date and commit describe the main table's runs.
-            if not args.seeds and old and (old.get("steps"), old.get("embeddings")) != (args.steps, embeddings_text):
+            # Seed and in-language runs fill their own sections; the main
+            # table's command, machine, date and commit describe its runs.
+            own_section = args.seeds or args.in_language
+            if not own_section and old and (old.get("steps"), old.get("embeddings")) \
+                    != (args.steps, embeddings_text):
                 # A new budget or embedding starts a new table; the old one is kept
                 # under other_settings, and throughput does not depend on it.
                 previous = {key: data[key] for key in ("command", "config", "results",
@@ -228,14 +245,15 @@ def main():
                 if previous.get("results") or previous.get("baselines"):
                     others.append(previous)
                 throughput = data.get("throughput")
-                sections = {k: data[k] for k in ("encoder",) if k in data}
+                sections = {k: data[k] for k in ("encoder", "seeds", "older_seeds", "in_language")
+                            if k in data}
                 data.clear()
                 data.update(empty(), **sections)
                 if throughput:
                     data["throughput"] = throughput
                 if others:
                     data["other_settings"] = others
-            if not args.seeds:
+            if not own_section:
                 data.update(header)
             update(data)
             with open(os.path.join(common.RESULTS, "amazon_3to1.md"), "w",
@@ -270,6 +288,9 @@ def main():
                  f"--config.train.checkpoint_every={args.eval_every}"] if args.eval_every else [])
     if args.seeds:
         run_seeds(args, merge, suffix, interval, embedding_flags)
+        return
+    if args.in_language:
+        run_in_language(args, merge, suffix, interval, embedding_flags)
         return
     for domain in args.domains.split(","):
         for target in args.targets.split(","):
@@ -371,6 +392,37 @@ def run_seeds(args, merge, suffix, interval, embedding_flags):
 
                     merge(update)
                     print("seed", seed, name, domain, target, entry, flush=True)
+
+
+def run_in_language(args, merge, suffix, interval, embedding_flags):
+    """Each language of ``--in_language`` trained and tested on itself, per
+    domain: ``"in_language": {variant: {"dvd-jp": {"dev_acc", "test_acc", ...}}}``."""
+    inputs = "encoder" if args.section == "encoder" else "words"
+    for domain in args.domains.split(","):
+        for language in args.in_language.split(","):
+            for variant in filter(None, args.variants.split(",")):
+                workdir = os.path.join(args.workroot, f"in_language-{variant}-{domain}-"
+                                                      f"{language}{suffix}-{SEED_DEFAULTS}")
+                result, wall = common.run_training(
+                    f"configs/amazon_in_language.py:{language},{inputs}",
+                    [f"--config.domain={domain}", *VARIANTS[variant], *interval,
+                     *embedding_flags], workdir, args.steps)
+                entry = {"dev_acc": result["dev_acc"], "test_acc": result["test_acc"],
+                         "steps": result["steps"], "best_step": result["best_step"],
+                         "wall_time_s": wall, "defaults": SEED_DEFAULTS,
+                         "commit": common.git_commit(), "date": common.today(),
+                         "command": f"python benchmarks/amazon_3to1.py --steps={args.steps}"
+                                    + (f" --eval_every={args.eval_every}"
+                                       if args.eval_every else "")
+                                    + (f" --section={args.section}" if args.section else "")
+                                    + f" --in_language={language} --domains={domain}"
+                                    f" --variants={variant}"}
+
+                def update(data, variant=variant, cell=f"{domain}-{language}", entry=entry):
+                    data.setdefault("in_language", {}).setdefault(variant, {})[cell] = entry
+
+                merge(update)
+                print("in_language", variant, domain, language, entry, flush=True)
 
 
 def bench_config(domain, target, embeddings=""):
