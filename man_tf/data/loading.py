@@ -126,12 +126,17 @@ def load_data(config, task, splits=("train", "dev", "test")):
             # file (those reviews are never trained on with their labels).
             data.dev[lang] = _cut_dev(read(data_path(config, lang, "train"), True),
                                       config.data.dev_from_train, dev_seed(config))
-    cut = {s.source for s in data.dev.get(target, [])} if config.data.dev_from_train else set()
-    for lang, sentences in data.labeled.items():
-        if cut and data_path(config, lang, "train") == data_path(config, target, "train"):
-            # A source reading the target's train file (an in-language check,
-            # configs/amazon_in_language.py) never trains on the dev cut.
-            data.labeled[lang] = [s for s in sentences if s.source not in cut]
+    same_file = [lang for lang in data.labeled
+                 if data_path(config, lang, "train") == data_path(config, target, "train")]
+    if same_file and task.cuts_dev_from_train and config.data.dev_from_train \
+            and not data_path(config, target, "dev"):
+        # A source reading the target's train file (an in-language check,
+        # configs/amazon_in_language.py) never trains on the dev cut, whether
+        # or not this call reads the dev split.
+        cut = {s.source for s in _cut_dev(read(data_path(config, target, "train"), True),
+                                          config.data.dev_from_train, dev_seed(config))}
+        for lang in same_file:
+            data.labeled[lang] = [s for s in data.labeled[lang] if s.source not in cut]
     if "train" in splits:
         task.check_training_labels(data)
     return data

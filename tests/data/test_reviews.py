@@ -88,6 +88,9 @@ def test_the_in_language_check_never_trains_on_its_dev_reviews():
     dev = {s.source for s in data.dev["jp_self"]}
     train = {s.source for s in data.labeled["jp"]}
     assert len(dev) == 400 and len(train) == 1600 and not dev & train
+    # The same 1,600 when the dev split is not read.
+    alone = loading.load_data(config, task_of(config), splits=("train",))
+    assert {s.source for s in alone.labeled["jp"]} == train
     assert len(data.unlabeled["jp_self"]) == 6000  # every domain's train text, labels unread
     # A source reading another file keeps every review (the 3->1 setting).
     config = load_config_file("amazon_cls:encoder")
