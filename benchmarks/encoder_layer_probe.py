@@ -110,7 +110,11 @@ def main():
              "cross-lingual: trained on the other three languages' train reviews of the "
              "domain (as they come, and each language centred on its own mean); tested on "
              "the target's test reviews. Each cell: its command, machine and date below the "
-             "table. MAN-MoE reads layer 7 (`model.encoder_layers`).", "",
+             "table. MAN-MoE reads layer 7 (`model.encoder_layers`). A screen, not a "
+             "measurement: 400 test reviews (a binomial sd of about 2 points), and the "
+             "source sample alone moves the cross-lingual columns by several points "
+             "(jp_encoding_probe.md's layer-7 joined row, the same jp reviews with other "
+             "en/de/fr samples: 72.50 and 76.75 against 64.25 and 74.50 here).", "",
              "| domain-target | layer | in-language | cross-lingual | cross-lingual, centred |",
              "|---|---|---|---|---|"]
     notes = []
