@@ -19,26 +19,10 @@ else is ``configs/amazon_cls.py``'s setting for the input after the comma
 
 import os
 
-import ml_collections
-
-from man_tf.config_files import load_config_file
+from man_tf.config_files import in_language_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def get_config(arg="jp"):
-    language, _, inputs = arg.partition(",")
-    config = load_config_file(os.path.join(HERE, "amazon_cls.py:" + (inputs or "encoder")))
-    if language not in config.data.languages:
-        raise ValueError(f"in-language config: {language!r} is not one of "
-                         f"{list(config.data.languages)}")
-    files = config.data.languages[language].to_dict()
-    target = f"{language}_self"
-    config.data.languages = ml_collections.ConfigDict({language: files, target: files})
-    config.data.embeddings = ml_collections.ConfigDict({language: "", target: ""})
-    config.sources = (language,)
-    config.target = target
-    if language in config.model.encoder_joined_languages:
-        config.model.encoder_joined_languages = (*config.model.encoder_joined_languages,
-                                                 target)
-    return config
+    return in_language_config(os.path.join(HERE, "amazon_cls.py"), arg)

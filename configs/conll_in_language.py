@@ -15,25 +15,13 @@ needs a target distinct from its sources. Everything else is
 
 import os
 
-import ml_collections
-
-from man_tf.config_files import load_config_file
+from man_tf.config_files import in_language_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def get_config(arg="en"):
-    language, _, inputs = arg.partition(",")
-    config = load_config_file(os.path.join(HERE, "conll_ner.py:" + (inputs or "encoder")))
-    if language not in config.data.languages:
-        raise ValueError(f"in-language config: {language!r} is not one of "
-                         f"{list(config.data.languages)}")
-    files = config.data.languages[language].to_dict()
-    target = f"{language}_self"
-    config.data.languages = ml_collections.ConfigDict({language: files, target: files})
-    config.data.embeddings = ml_collections.ConfigDict({language: "", target: ""})
-    config.sources = (language,)
-    config.target = target
-    if config.data.lowercase_chars is None and language == "de":
+    config = in_language_config(os.path.join(HERE, "conll_ner.py"), arg)
+    if config.data.lowercase_chars is None and config.sources == ("de",):
         config.data.lowercase_chars = True  # what a de target gets by default
     return config

@@ -30,3 +30,28 @@ def load_config_file(name_or_path):
         from man_tf.settings import resolve_data_root
         resolve_data_root(config, path)  # as man-tf-train does: from any directory
     return config
+
+
+def in_language_config(config_file, arg):
+    """An in-language check of ``config_file`` (``configs/conll_in_language.py``,
+    ``configs/amazon_in_language.py``): ``arg`` = ``"<lang>[,<inputs>]"``;
+    ``<lang>`` is the one labeled source and, under the name ``<lang>_self``
+    (MAN-MoE needs a target distinct from its sources), the target reading
+    the same files. A language the encoder reads as one text stays so."""
+    import ml_collections
+
+    language, _, inputs = arg.partition(",")
+    config = load_config_file(f"{config_file}:{inputs or 'encoder'}")
+    if language not in config.data.languages:
+        raise ValueError(f"in-language config: {language!r} is not one of "
+                         f"{list(config.data.languages)}")
+    files = config.data.languages[language].to_dict()
+    target = f"{language}_self"
+    config.data.languages = ml_collections.ConfigDict({language: files, target: files})
+    config.data.embeddings = ml_collections.ConfigDict({language: "", target: ""})
+    config.sources = (language,)
+    config.target = target
+    if language in config.model.encoder_joined_languages:
+        config.model.encoder_joined_languages = (*config.model.encoder_joined_languages,
+                                                 target)
+    return config
