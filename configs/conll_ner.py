@@ -2,6 +2,7 @@
 
     man-tf-train --config=configs/conll_ner.py --config.target=de --workdir=workdirs/de
     man-tf-train --config=configs/conll_ner.py:words ...   # the paper's word-vector input
+    man-tf-train --config=configs/conll_ner.py:fine_tuned ...  # the encoder fine-tuned
 
 ``configs/base.py`` holds the settings both tasks share; this file sets
 NER's data and sizes (the authors' scripts/train_conll_ner_3to1.sh). Data
@@ -21,7 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def get_config(inputs="encoder"):
-    """``inputs``: "encoder" (default) or "words" (see configs/base.py)."""
+    """``inputs``: "encoder" (default), "fine_tuned" or "words" (see configs/base.py)."""
     config = load_config_file(os.path.join(HERE, f"base.py:{inputs}"))
     config.task = "tagging"
     config.target = "de"
@@ -37,6 +38,12 @@ def get_config(inputs="encoder"):
     # tokens) that pad a whole batch: max_length=128 + long_sentences=split
     # caps memory (README, "Training on real CoNLL data").
     data.buckets = (8, 16, 24, 32, 48, 64)
+    if config.model.encoder_trainable:  # inputs "fine_tuned"
+        # The encoder's activations are kept for the backward pass (pieces²
+        # per layer): cut the run-on sentences above (README, "Fine-tuning
+        # the encoder", says what they cost).
+        data.max_length = 128
+        data.long_sentences = "split"
 
     model = config.model
     model.use_char_cnn = True

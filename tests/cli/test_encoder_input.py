@@ -271,5 +271,25 @@ def test_encoder_config_sections_set_the_encoder_input_and_nothing_else():
             ("e5-small", False)
         assert (words["model"].pop("encoder"), words["model"].pop("use_words")) == ("", True)
         assert encoder == words
-    with pytest.raises(ValueError, match="inputs='bert': expected one of encoder, words"):
+    with pytest.raises(ValueError,
+                       match="inputs='bert': expected one of encoder, fine_tuned, words"):
         load_config_file("configs/amazon_cls.py:bert")
+
+
+def test_fine_tuned_config_sections_train_the_encoder_and_change_nothing_else():
+    """``:fine_tuned`` = ``:encoder`` with the encoder's layers trained (and
+    recomputed in the backward pass); CoNLL (and the sample built on it) also
+    cuts training sentences at 128 tokens, keeping every token."""
+    from man_tf.config_files import load_config_file
+    for name, cut in (("conll_ner", True), ("sample_ner", True), ("amazon_cls", False)):
+        encoder, tuned = (load_config_file(f"configs/{name}.py:{inputs}").to_dict()
+                          for inputs in ("encoder", "fine_tuned"))
+        assert (tuned["model"].pop("encoder_trainable"), tuned["model"].pop("encoder_remat")) \
+            == (True, True)
+        assert (encoder["model"].pop("encoder_trainable"),
+                encoder["model"].pop("encoder_remat")) == (False, False)
+        if cut:
+            assert (tuned["data"].pop("max_length"), tuned["data"].pop("long_sentences")) == \
+                (128, "split")
+            encoder["data"].pop("max_length"), encoder["data"].pop("long_sentences")
+        assert tuned == encoder, name

@@ -238,8 +238,8 @@ def test_config_file_errors_name_the_file_and_the_reason(tmp_path):
     cases = [
         (["--config=configs/no_such.py"], "--config=configs/no_such.py: no such file"),
         (["--config=configs/conll_ner.py:bogus"],
-         "--config=configs/conll_ner.py:bogus: configs/conll_ner.py:25: ValueError: "
-         "inputs='bogus': expected one of encoder, words (e.g. "
+         "--config=configs/conll_ner.py:bogus: configs/conll_ner.py:26: ValueError: "
+         "inputs='bogus': expected one of encoder, fine_tuned, words (e.g. "
          "--config=configs/conll_ner.py:words)"),
         ([f"--config={broken}"],
          f"--config={broken}: {broken}:2: ZeroDivisionError: division by zero"),
