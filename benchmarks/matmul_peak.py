@@ -55,6 +55,11 @@ def main():
                                     for n in SIZES}
         print(dtype, results["gflops"][dtype], flush=True)
     results["peak_gflops"] = {d: max(v.values()) for d, v in results["gflops"].items()}
+    # Other machines' peaks stay (step_cost.json's runs were set against them).
+    previous = common.load("matmul_peak.json")
+    results["earlier"] = [e for e in [{k: v for k, v in previous.items() if k != "earlier"}]
+                          + previous.get("earlier", [])
+                          if e.get("machine") and e["machine"] != results["machine"]]
     common.save("matmul_peak.json", results)
     lines = [f"# Matmul peak ({results['date']}, {results['machine']}, commit "
              f"{results['commit']})", "", f"`{results['command']}`: square matmuls, 10 "
@@ -64,6 +69,13 @@ def main():
     for dtype, by_size in results["gflops"].items():
         lines.append(f"| {dtype} | " + " | ".join(str(by_size[str(n)]) for n in SIZES) +
                      f" | **{results['peak_gflops'][dtype]}** |")
+    if results["earlier"]:
+        lines += ["", "Measured earlier on other machines (peaks; the runs of "
+                  "step_cost.md measured there are set against them):", "",
+                  "| machine | date, commit | float32 | bfloat16 |", "|---|---|---|---|"]
+        lines += [f"| {e['machine']} | {e['date']}, {e['commit']} | "
+                  f"{e['peak_gflops'].get('float32')} | {e['peak_gflops'].get('bfloat16')} |"
+                  for e in results["earlier"]]
     with open(os.path.join(common.RESULTS, "matmul_peak.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
 

@@ -470,8 +470,9 @@ def markdown(stored):
     op_parts = list(dict.fromkeys(p for r in runs.values() for p in r["op_seconds_per_iteration"]))
     lines = ["", "## One training iteration against this machine's matmul peak", "",
              "`python benchmarks/step_cost.py --label=LABEL` (CoNLL, encoder input, target de, "
-             "the default config and precision); each column is one run on "
-             f"{first['machine']}, alone on the machine. FLOPs: the matmuls and convolutions "
+             "the default config and precision); each column is one run alone on the "
+             "machine its row of the second table names (machines differ: compare runs of "
+             "one machine, and each run's share of its own machine's peak). FLOPs: the matmuls and convolutions "
              f"counted per layer from the shapes of {first['batches_counted']} real iterations "
              "(forward and backward; the count equals the traced training step's on small "
              "cases, tests/test_step_cost.py). Seconds: each op's self time in a profiler "
@@ -493,17 +494,18 @@ def markdown(stored):
                                                for r in runs.values())
                  + " | " + " | ".join(f"**{r['op_seconds_total']:.3f}**" for r in runs.values())
                  + " |")
-    lines += ["", "| run | commit, date | s/iteration | matmul GFLOP/s run | share of float32 "
-              "peak | share of bfloat16 peak | GFLOP/s on real tokens (share of bf16 peak) | "
-              "BiLSTM loop positions (D, F_p, F_s) | real tokens (D, labeled, unlabeled) |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    bf16 = common.load("matmul_peak.json").get("peak_gflops", {}).get("bfloat16")
+    lines += ["", "| run | commit, date | machine | s/iteration | matmul GFLOP/s run | share of "
+              "float32 peak | share of bfloat16 peak | GFLOP/s on real tokens (share of bf16 "
+              "peak) | BiLSTM loop positions (D, F_p, F_s) | real tokens (D, labeled, "
+              "unlabeled) |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for label, r in runs.items():
+        bf16 = run_peak(r, "bfloat16")
         loop = r["tokens_per_iteration"].get("bilstm_loop") or {}
         padded, real = r["tokens_per_iteration"]["padded"], r["tokens_per_iteration"]["real"]
         positions = loop or padded
         lines.append(
-            f"| {label} | {r['commit']}, {r['date']} | {seconds_text(r)} | "
+            f"| {label} | {r['commit']}, {r['date']} | {r['machine']} | {seconds_text(r)} | "
             f"{r['gflops_achieved']:.0f} | {100 * r['share_of_peak'].get('float32', 0):.0f}% | "
             f"{100 * r['share_of_peak'].get('bfloat16', 0):.0f}% | "
             + (f"{r['useful_gflops_achieved']:.0f} ({100 * r['useful_gflops_achieved'] / bf16:.0f}%)"
@@ -513,22 +515,30 @@ def markdown(stored):
     for label, r in runs.items():
         if r.get("changes"):
             lines += ["", f"`{label}`: {r['changes']}"]
-    best_label = min(runs, key=lambda l: runs[l]["seconds_per_iteration"])
-    best = runs[best_label]
-    if bf16:
+    for machine in dict.fromkeys(r["machine"] for r in runs.values()):
+        of_machine = {l: r for l, r in runs.items() if r["machine"] == machine}
+        best_label = min(of_machine, key=lambda l: of_machine[l]["seconds_per_iteration"])
+        best = of_machine[best_label]
+        bf16 = run_peak(best, "bfloat16")
+        if not bf16:
+            continue
         met = best["seconds_per_iteration"] <= 0.35 or best["useful_gflops_achieved"] >= bf16 / 2
-        lines += ["", f"Goal (issue 30): <= 0.35 s/iteration, or >= 50% of the bfloat16 peak: "
-                  f"{'met' if met else 'not met'} (fastest run, `{best_label}`: "
-                  f"{best['seconds_per_iteration']:.3f} s, "
-                  f"{100 * best['useful_gflops_achieved'] / bf16:.0f}% on real tokens). Why, "
-                  "and what is left: BUILD_NOTES.md, \"One iteration against the machine's "
-                  "peak\"."]
+        lines += ["", f"Goal (issue 30) on {machine}: <= 0.35 s/iteration, or >= 50% of the "
+                  f"bfloat16 peak ({bf16:.1f} GFLOP/s there): {'met' if met else 'not met'} "
+                  f"(fastest run, `{best_label}`: {best['seconds_per_iteration']:.3f} s, "
+                  f"{100 * best['useful_gflops_achieved'] / bf16:.0f}% on real tokens)."]
+    lines += ["", "Why, and what is left: BUILD_NOTES.md, \"One iteration against the "
+              "machine's peak\"."]
     lines += quality_lines()
-    peaks = common.load("matmul_peak.json").get("peak_gflops", {})
+    peaks = {}
+    for r in runs.values():
+        peaks.setdefault(r["machine"], (run_peak(r, "float32"), run_peak(r, "bfloat16")))
     if peaks:
-        lines += ["", f"Peaks: {peaks.get('float32')} GFLOP/s float32, {peaks.get('bfloat16')} "
-                  "bfloat16 (benchmarks/results/matmul_peak.md, the largest square matmul "
-                  "measured on this machine). Element-wise work is not in the count; for "
+        lines += ["", "Peaks: " + "; ".join(
+            f"{f32:.1f} GFLOP/s float32, {bf16:.1f} bfloat16 on {machine}"
+            for machine, (f32, bf16) in peaks.items() if f32 and bf16)
+            + " (benchmarks/results/matmul_peak.md, the largest square matmul "
+                  "measured on each machine). Element-wise work is not in the count; for "
                   "scale, the LSTM gates are about "
                   f"{list(first['elementwise_gflop_estimate'].values())[0]:.2f} GFLOP and "
                   "Adam's updates about "
@@ -555,6 +565,8 @@ def main():
 
     import tensorflow as tf
 
+    if not args.timing_only:
+        stored_peaks()  # before minutes of work: measured on this machine?
     config, trainer, stream, data, tags = build(args.set)
     step = trainer.make_train_function()
     iterator = iter(stream)
@@ -636,7 +648,7 @@ def main():
     top_ops.sort(reverse=True)
 
     total = sum(flops.values())
-    peaks = common.load("matmul_peak.json").get("peak_gflops", {})
+    peaks = stored_peaks()["peak_gflops"]
     result = {
         "label": args.label, "overrides": args.set, "precision": precision,
         "seconds_per_iteration": seconds, "seconds_per_iteration_runs": [seconds],
@@ -663,6 +675,23 @@ def main():
     stored = common.load("step_cost.json") or {"runs": {}}
     stored["runs"][args.label] = result
     save(stored)
+
+
+def stored_peaks():
+    """``results/matmul_peak.json``, if it was measured on this machine (a
+    share of another machine's peak means nothing)."""
+    peaks = common.load("matmul_peak.json")
+    if peaks.get("machine") != common.machine():
+        raise SystemExit(f"benchmarks/results/matmul_peak.json was measured on "
+                         f"{peaks.get('machine')!r}, this is {common.machine()!r}: run "
+                         f"python benchmarks/matmul_peak.py first (half a minute)")
+    return peaks
+
+
+def run_peak(run, dtype):
+    """The ``dtype`` matmul peak a stored run was compared with (its machine's)."""
+    share = run["share_of_peak"].get(dtype)
+    return run["gflops_achieved"] / share if share else None
 
 
 def timed_seconds(step, iterator, warmup, steps):

@@ -175,6 +175,13 @@ def get_config(inputs="encoder"):
     train.deterministic = False          # True: deterministic TF ops (exact resume; slower on GPU)
     train.strategy = "default"           # "default" | "mirrored"
     train.num_cpu_devices = 0            # >1: that many logical CPU devices (testing "mirrored")
+    # TensorFlow's CPU thread pools: threads per op (intra) and ops run at
+    # once (inter); 0 leaves TensorFlow's choice (both: the core count). On
+    # a few cores the BiLSTM loops' many small ops run faster one thread
+    # each, several at once (intra 1, inter the core count): measured in
+    # benchmarks/results/speed.md, "Thread pools".
+    train.intra_op_threads = 0
+    train.inter_op_threads = 0
     train.log_every = 50
     train.eval_every = 500               # dev score on the target (and sources, below)
     train.eval_source_dev = False

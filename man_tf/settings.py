@@ -92,6 +92,7 @@ COUNTS = {
     "data.max_length": 0, "data.max_chars": 1, "data.min_count": 1,
     "data.embeddings_max_words": 1, "data.dev_from_train": 0, "data.dev_seed": -1,
     "train.discriminator_steps": 0, "train.num_cpu_devices": 0,
+    "train.intra_op_threads": 0, "train.inter_op_threads": 0,
     "self_training.rounds": 0, "self_training.steps": 0,
 }
 

@@ -7,6 +7,16 @@ import tensorflow as tf
 from absl import logging
 
 
+def configure_threads(intra_op=0, inter_op=0):
+    """TensorFlow's thread pools: threads one op may use (``intra_op``) and
+    ops run at once (``inter_op``); 0 keeps TensorFlow's choice. Must run
+    before TensorFlow initialises its runtime (a ``RuntimeError`` after)."""
+    if intra_op:
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+    if inter_op:
+        tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+
+
 def configure_cpu_devices(count):
     """Splits the CPU into ``count`` logical devices (to test multi-replica code
     without GPUs). Must run before TensorFlow initialises its runtime."""

@@ -64,6 +64,11 @@ def _runtime(config):
 
     from man_tf.training import strategy as strategies
 
+    strategies.configure_threads(config.train.get("intra_op_threads", 0),
+                                 config.train.get("inter_op_threads", 0))
+    logging.info("TensorFlow thread pools: intra-op %d, inter-op %d (0: TensorFlow's choice)",
+                 tf.config.threading.get_intra_op_parallelism_threads(),
+                 tf.config.threading.get_inter_op_parallelism_threads())
     strategies.configure_cpu_devices(config.train.num_cpu_devices)
     # Created first: MultiWorkerMirroredStrategy must exist before other TF work.
     strategy = strategies.make_strategy(config.train.strategy)

@@ -34,6 +34,7 @@ RESUMABLE_CHANGES = (
     "train.steps", "train.log_every", "train.eval_every", "train.eval_source_dev",
     "train.checkpoint_every", "train.keep_checkpoints", "train.eval_batch_size",
     "train.profile_steps", "train.strategy", "train.num_cpu_devices", "train.precision",
+    "train.intra_op_threads", "train.inter_op_threads",
     "train.jit_compile", "train.deterministic", "data.feature_cache",
     # The BiLSTMs' kernels (loop or Keras'/cuDNN's): the same weights.
     "model.lstm_implementation",

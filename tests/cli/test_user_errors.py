@@ -38,6 +38,8 @@ def test_help_shows_the_commands_own_flags(name, flag):
     (["--config.train.steps=0"], "train.steps=0: expected a whole number of at least 1"),
     (["--config.train.steps=-5"], "train.steps=-5: expected a whole number of at least 1"),
     (["--config.train.batch_size=0"], "train.batch_size=0: expected a whole number of at least 1"),
+    (["--config.train.intra_op_threads=-1"],
+     "train.intra_op_threads=-1: expected a whole number >= 0"),
     (["--config.train.stepz=5"],
      "--config.train.stepz: no such config field; did you mean --config.train.steps?"),
     (["--config.model.dropout=1.5"], "model.dropout=1.5: expected a rate in [0, 1)"),

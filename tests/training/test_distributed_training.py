@@ -107,6 +107,20 @@ def test_two_workers_match_one_device(small_real_data, one_device, tmp_path):
     assert_same(one_device, final_weights(workdir))
 
 
+def test_thread_pool_settings_take_effect_and_keep_the_weights(small_real_data, one_device,
+                                                              tmp_path):
+    """train.intra_op_threads / inter_op_threads reach TensorFlow's pools
+    (the log reads them back from TensorFlow) and change no value."""
+    workdir = str(tmp_path / "threads")
+    done = subprocess.run(command(small_real_data, workdir, "--config.train.intra_op_threads=1",
+                                  "--config.train.inter_op_threads=3"),
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = open(os.path.join(workdir, "train.log"), encoding="utf-8").read()
+    assert "TensorFlow thread pools: intra-op 1, inter-op 3" in log
+    assert_same(one_device, final_weights(workdir))
+
+
 def test_two_logical_cpus_mirrored_match_one_device(small_real_data, one_device, tmp_path):
     workdir = str(tmp_path / "mirrored")
     done = subprocess.run(command(small_real_data, workdir, "--config.train.strategy=mirrored",
