@@ -179,7 +179,8 @@ def get_config(inputs="encoder"):
     # once (inter); 0 leaves TensorFlow's choice (both: the core count). On
     # a few cores the BiLSTM loops' many small ops run faster one thread
     # each, several at once (intra 1, inter the core count): measured in
-    # benchmarks/results/speed.md, "Thread pools".
+    # benchmarks/results/speed.md (runs v1300_default, v1300_intra1). Not
+    # the default: on more cores one thread per op slows the big matmuls.
     train.intra_op_threads = 0
     train.inter_op_threads = 0
     train.log_every = 50
