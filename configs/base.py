@@ -180,7 +180,7 @@ def get_config(inputs="encoder"):
     # a few cores the BiLSTM loops' many small ops run faster one thread
     # each, several at once (intra 1, inter the core count): measured in
     # benchmarks/results/speed.md (runs v1300_default, v1300_intra1). Not
-    # the default: on more cores one thread per op slows the big matmuls.
+    # the default: one thread per op slows big matmuls (fine-tuning, more cores).
     train.intra_op_threads = 0
     train.inter_op_threads = 0
     train.log_every = 50
