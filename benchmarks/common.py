@@ -123,8 +123,7 @@ def training_setup(config, strategy=None):
     from man_tf.training import strategy as strategies
     from man_tf.training.train import compiled_trainer
 
-    strategies.configure_threads(config.train.get("intra_op_threads", 0),
-                                 config.train.get("inter_op_threads", 0))
+    strategies.configure_threads(config.train)
     precision = strategies.set_precision(config.train.precision)
     task = tasks.task_of(config)
     data = loading.load_data(config, task)

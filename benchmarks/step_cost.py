@@ -565,8 +565,8 @@ def main():
 
     import tensorflow as tf
 
-    if not args.timing_only:
-        stored_peaks()  # before minutes of work: measured on this machine?
+    # Read before minutes of work: measured on this machine?
+    peaks = None if args.timing_only else stored_peaks()["peak_gflops"]
     config, trainer, stream, data, tags = build(args.set)
     step = trainer.make_train_function()
     iterator = iter(stream)
@@ -648,7 +648,6 @@ def main():
     top_ops.sort(reverse=True)
 
     total = sum(flops.values())
-    peaks = stored_peaks()["peak_gflops"]
     result = {
         "label": args.label, "overrides": args.set, "precision": precision,
         "seconds_per_iteration": seconds, "seconds_per_iteration_runs": [seconds],

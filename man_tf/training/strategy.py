@@ -7,14 +7,15 @@ import tensorflow as tf
 from absl import logging
 
 
-def configure_threads(intra_op=0, inter_op=0):
-    """TensorFlow's thread pools: threads one op may use (``intra_op``) and
-    ops run at once (``inter_op``); 0 keeps TensorFlow's choice. Must run
-    before TensorFlow initialises its runtime (a ``RuntimeError`` after)."""
-    if intra_op:
-        tf.config.threading.set_intra_op_parallelism_threads(intra_op)
-    if inter_op:
-        tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+def configure_threads(train):
+    """TensorFlow's thread pools from the config's ``train`` section: threads
+    one op may use (``intra_op_threads``) and ops run at once
+    (``inter_op_threads``); 0 keeps TensorFlow's choice. Must run before
+    TensorFlow initialises its runtime (a ``RuntimeError`` after)."""
+    if train.intra_op_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(train.intra_op_threads)
+    if train.inter_op_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(train.inter_op_threads)
 
 
 def configure_cpu_devices(count):

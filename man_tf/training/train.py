@@ -64,8 +64,7 @@ def _runtime(config):
 
     from man_tf.training import strategy as strategies
 
-    strategies.configure_threads(config.train.get("intra_op_threads", 0),
-                                 config.train.get("inter_op_threads", 0))
+    strategies.configure_threads(config.train)
     logging.info("TensorFlow thread pools: intra-op %d, inter-op %d (0: TensorFlow's choice)",
                  tf.config.threading.get_intra_op_parallelism_threads(),
                  tf.config.threading.get_inter_op_parallelism_threads())
